@@ -1,0 +1,38 @@
+# pim — run `make help` for the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+
+.PHONY: help install run test lint bench clean
+
+help: ## Show the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install pim with its pinned dependencies (idempotent)
+
+run: install ## Start the whole service (embedded PostgreSQL/Redis unless PIM_*_URL are set)
+	$(BIN)/pim serve
+
+test: install ## Run the test suite on real PostgreSQL and Redis (embedded unless URLs are set)
+	$(BIN)/pytest
+
+lint: install ## ruff + mypy --strict
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy --strict src
+
+bench: install ## Benchmark a running service against raw baselines -> bench/results.json
+	$(BIN)/python -m bench.run
+
+clean: ## Remove the virtualenv and local data
+	rm -rf $(VENV) .pim .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,5 @@
+import sys
+
+from pim.cli import main
+
+sys.exit(main())

@@ -1,0 +1,93 @@
+"""Decoding request bodies at the edge: strict JSON into msgspec Structs, with every failure
+turned into a problem that names the field (``variants[0].sku``)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, TypeVar
+
+import msgspec
+
+from pim.api.problems import ApiError
+from pim.domain.errors import FieldError
+
+T = TypeVar("T")
+
+MAX_BODY_BYTES = 10 * 1024 * 1024
+
+_AT = re.compile(r" - at `\$(?P<path>[^`]*)`$")
+_FIELD_NAME = re.compile(r"field `(?P<name>[^`]+)`")
+
+
+def _join(path: str, name: str | None) -> str:
+    path = path.lstrip(".")
+    if name is None:
+        return path or "body"
+    return f"{path}.{name}" if path else name
+
+
+def field_error_from_msgspec(message: str) -> FieldError:
+    """Map a msgspec validation message to a field error with a stable code."""
+    match = _AT.search(message)
+    path = match.group("path") if match else ""
+    text = message[: match.start()] if match else message
+    named = _FIELD_NAME.search(text)
+    if text.startswith("Object contains unknown field"):
+        return FieldError(_join(path, named and named.group("name")), "unknown_field",
+                          "is not a known field")
+    if text.startswith("Object missing required field"):
+        return FieldError(_join(path, named and named.group("name")), "required", "is required")
+    field = _join(path, None)
+    if "of length <=" in text:
+        return FieldError(field, "too_long", text[0].lower() + text[1:])
+    if "of length >=" in text:
+        return FieldError(field, "too_short", text[0].lower() + text[1:])
+    if text.startswith("Invalid enum value"):
+        return FieldError(field, "invalid_choice", text[0].lower() + text[1:])
+    if text.startswith(("Expected `int` >", "Expected `int` <", "Expected `float` >",
+                        "Expected `float` <", "Expected `number` >", "Expected `number` <",
+                        "Number out of range", "Expected `array` of length")):
+        return FieldError(field, "out_of_range", text[0].lower() + text[1:])
+    if text.startswith("Expected"):
+        return FieldError(field, "invalid_type", text[0].lower() + text[1:])
+    return FieldError(field, "invalid_format", text[0].lower() + text[1:])
+
+
+def is_json_media_type(content_type: str | None) -> bool:
+    if not content_type:
+        return True  # lenient: a bare body is read as JSON
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and
+                                          media.endswith("+json"))
+
+
+def decode_body(body: bytes, content_type: str | None, type_: type[T],
+                *, required: bool = True) -> T | None:
+    """Decode a JSON body strictly (no type coercion, unknown fields rejected)."""
+    if len(body) > MAX_BODY_BYTES:
+        raise ApiError(413, "request body exceeds the 10 MiB limit")
+    if not body.strip():
+        if required:
+            raise ApiError(400, "request body must be a JSON object", slug="malformed-json")
+        return None
+    if not is_json_media_type(content_type):
+        raise ApiError(415, f"content type '{content_type}' is not supported; send application/json",
+                       slug="unsupported-media-type")
+    try:
+        return msgspec.json.decode(body, type=type_)
+    except msgspec.ValidationError as exc:
+        error = field_error_from_msgspec(str(exc))
+        raise ApiError(422, f"{error.field}: {error.message}", slug="validation-error",
+                       errors=[error]) from None
+    except msgspec.DecodeError as exc:
+        raise ApiError(400, f"request body is not valid JSON: {exc}", slug="malformed-json") \
+            from None
+
+
+def provided_fields(struct: msgspec.Struct, *, ignore: frozenset[str]) -> dict[str, Any]:
+    """The fields a client actually sent (UNSET ones left out), minus read-only ones."""
+    return {
+        name: getattr(struct, name)
+        for name in struct.__struct_fields__
+        if name not in ignore and getattr(struct, name) is not msgspec.UNSET
+    }

@@ -1,0 +1,80 @@
+"""Small HTTP helpers shared by every controller: context, ids, versions, links."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+from uuid import UUID
+
+from litestar import Request
+
+from pim.api.identity import RequestContext
+from pim.api.problems import ApiError
+from pim.bootstrap import Services
+from pim.api.reads import ReadSide
+from pim.domain.errors import NotFound
+
+API_PREFIX = "/api/v1/pim"
+
+AnyRequest = Request[Any, Any, Any]
+
+
+def context_of(request: AnyRequest) -> RequestContext:
+    context = request.scope.get("user")
+    if not isinstance(context, RequestContext):  # pragma: no cover - middleware guarantees it
+        raise ApiError(401, "authentication required", headers={"WWW-Authenticate": "Bearer"})
+    return context
+
+
+def services_of(request: AnyRequest) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def reads_of(request: AnyRequest) -> ReadSide:
+    reads: ReadSide = request.app.state.reads
+    return reads
+
+
+def path_uuid(value: str, entity_type: str) -> UUID:
+    """A non-UUID id in a path is simply a resource that does not exist (404)."""
+    try:
+        return UUID(value)
+    except ValueError:
+        raise NotFound(f"{entity_type} not found") from None
+
+
+def if_match_version(request: AnyRequest) -> int | None:
+    """The version pinned by ``If-Match: "<version>"`` (None when absent or ``*``)."""
+    raw = request.headers.get("if-match")
+    if raw is None or raw.strip() == "*":
+        return None
+    value = raw.strip()
+    if value.startswith("W/"):
+        value = value[2:]
+    value = value.strip('"')
+    if not value.isdigit():
+        raise ApiError(400, 'If-Match must be an entity tag such as "3"', slug="invalid-header")
+    return int(value)
+
+
+def etag(version: int) -> str:
+    return f'"{version}"'
+
+
+def resource_url(request: AnyRequest, collection: str, entity_id: object) -> str:
+    return f"{str(request.base_url).rstrip('/')}{API_PREFIX}/{collection}/{entity_id}"
+
+
+def next_link(request: AnyRequest, cursor: str | None) -> dict[str, str]:
+    if cursor is None:
+        return {}
+    params = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor"]
+    params.append(("cursor", cursor))
+    url = f"{str(request.base_url).rstrip('/')}{request.url.path}?{urlencode(params)}"
+    return {"Link": f'<{url}>; rel="next"'}
+
+
+def query_params(request: AnyRequest) -> dict[str, str]:
+    """Single-valued query parameters (the last value wins)."""
+    return dict(request.query_params.items())

@@ -1,0 +1,91 @@
+"""Wiring: builds every service from one Settings object. Nothing here runs at import time."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg_pool import ConnectionPool
+
+from pim.auth.tokens import TokenVerifier, load_or_create_secret
+from pim.commands.bus import CommandBus
+from pim.eventstore import CatalogApplication, CatalogStore
+from pim.api.idempotency import IDEMPOTENCY_DDL
+from pim.infra.database import eventsourcing_env, migration_lock, run_ddl
+from pim.projections.products import ProductsView
+from pim.projections.runner import Projector
+from pim.queries.audit import AUDIT_DDL
+from pim.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def connection_kwargs() -> dict[str, Any]:
+    # Every session speaks UTC, so timestamps leave the database as RFC 3339 UTC.
+    return {"options": "-c timezone=UTC", "autocommit": True}
+
+
+@dataclass
+class Services:
+    settings: Settings
+    database_url: str
+    catalog: CatalogApplication
+    store: CatalogStore
+    projector: Projector
+    bus: CommandBus
+    projection_pool: ConnectionPool[Any]
+    verifier: TokenVerifier
+
+    def close(self) -> None:
+        self.projector.stop()
+        self.projection_pool.close()
+        self.catalog.close()
+
+
+def build_verifier(settings: Settings) -> TokenVerifier:
+    secret = settings.jwt_secret
+    if not (secret or settings.jwt_public_key or settings.jwks_file):
+        # Zero-configuration default: a secret generated once and kept in PIM_DATA_DIR.
+        secret = load_or_create_secret(settings.data_dir)
+    return TokenVerifier(
+        secret=secret,
+        public_key=settings.jwt_public_key,
+        jwks_file=settings.jwks_file,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+    )
+
+
+def build_services(settings: Settings, *, migrate: bool = True) -> Services:
+    """Connect to PostgreSQL (URL required: embedded servers are started by the caller)."""
+    if settings.database_url is None:
+        raise ValueError("database_url must be resolved before building services")
+    database_url = settings.database_url
+    with migration_lock(database_url) as conn:
+        catalog = CatalogApplication(env=eventsourcing_env(database_url))  # creates its tables
+        store = CatalogStore(catalog)
+        projector_ddl = Projector.ddl_for([ProductsView()])
+        if migrate:
+            run_ddl(conn, [*AUDIT_DDL, *projector_ddl, *IDEMPOTENCY_DDL])
+    projection_pool: ConnectionPool[Any] = ConnectionPool(
+        database_url, min_size=1, max_size=4, kwargs=connection_kwargs(), open=True,
+        name="projections",
+    )
+    projector = Projector(projection_pool, store, [ProductsView()])
+    bus = CommandBus(
+        store,
+        wait_for_position=lambda position: projector.wait_for(
+            position, timeout=settings.read_your_writes_timeout_s
+        ),
+    )
+    return Services(
+        settings=settings,
+        database_url=database_url,
+        catalog=catalog,
+        store=store,
+        projector=projector,
+        bus=bus,
+        projection_pool=projection_pool,
+        verifier=build_verifier(settings),
+    )

@@ -1,0 +1,147 @@
+"""The ``pim`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from datetime import datetime
+
+import msgspec
+import psycopg
+
+from pim.auth.tokens import SCOPE_READ, SCOPE_WRITE, load_or_create_secret, mint_token
+from pim.settings import Settings
+
+
+def _datetime(value: str) -> datetime:
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        raise argparse.ArgumentTypeError("include a time zone, e.g. 2026-01-01T00:00:00Z")
+    return parsed
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from pim.server import serve, serve_workers
+
+    settings = Settings.from_env()
+    if args.workers > 1:
+        serve_workers(settings, args.workers)
+    else:
+        serve(settings, with_projector=True)
+    return 0
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    from pim.server import serve, serve_workers
+
+    settings = Settings.from_env()
+    if args.workers > 1:
+        serve_workers(settings, args.workers)
+    else:
+        serve(settings, with_projector=False)
+    return 0
+
+
+def cmd_projections_run(_: argparse.Namespace) -> int:
+    from pim.server import run_projections
+
+    run_projections(Settings.from_env())
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    secret = settings.jwt_secret or load_or_create_secret(settings.data_dir)
+    scopes = args.scope or [SCOPE_READ, SCOPE_WRITE]
+    print(mint_token(secret, tenant_id=args.tenant, org_ids=args.org, scopes=scopes,
+                     subject=args.sub, email=args.email, ttl_s=args.ttl))
+    return 0
+
+
+def cmd_audit_replay(args: argparse.Namespace) -> int:
+    """Stream a tenant's events from the log as NDJSON, oldest first (compliance replay)."""
+    from pim.bootstrap import build_services
+    from pim.infra.embedded import embedded_services
+    from pim.queries.audit import AuditFilters, build_log_query, to_entry
+
+    settings = Settings.from_env()
+    tenant = str(args.tenant)
+    filters = AuditFilters(since=args.since, until=args.until)
+    encoder = msgspec.json.Encoder()
+    out = sys.stdout.buffer
+    with embedded_services(settings) as resolved:
+        services = build_services(resolved)
+        try:
+            with psycopg.connect(services.database_url, autocommit=True) as conn:
+                after: int | None = None
+                while True:
+                    query, params = build_log_query(tenant, filters, newest_first=False,
+                                                    after=after, limit=1000)
+                    rows = conn.execute(query, params).fetchall()
+                    for row in rows:
+                        entry = to_entry(services.store, row[0], row[1], row[2], row[3],
+                                         bytes(row[4]))
+                        out.write(encoder.encode(entry) + b"\n")
+                    if len(rows) < 1000:
+                        break
+                    after = int(rows[-1][0])
+            out.flush()
+        finally:
+            services.close()
+    return 0
+
+
+def _uuid(value: str) -> str:
+    from uuid import UUID
+
+    try:
+        return str(UUID(value))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a UUID: {value}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pim", description="Event-sourced PIM service")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the whole service (API + projections)")
+    serve.add_argument("--workers", type=int, default=1)
+    serve.set_defaults(func=cmd_serve)
+
+    api = sub.add_parser("api", help="run the HTTP API only")
+    api.add_argument("--workers", type=int, default=1)
+    api.set_defaults(func=cmd_api)
+
+    projections = sub.add_parser("projections", help="projection operations")
+    psub = projections.add_subparsers(dest="action", required=True)
+    prun = psub.add_parser("run", help="follow the log and keep the read models current")
+    prun.set_defaults(func=cmd_projections_run)
+
+    token = sub.add_parser("token", help="print a token for local use")
+    token.add_argument("--tenant", required=True, type=_uuid)
+    token.add_argument("--org", required=True, type=_uuid, action="append")
+    token.add_argument("--scope", action="append", choices=[SCOPE_READ, SCOPE_WRITE])
+    token.add_argument("--sub", default="local-user")
+    token.add_argument("--email")
+    token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
+    token.set_defaults(func=cmd_token)
+
+    audit = sub.add_parser("audit", help="audit and compliance")
+    asub = audit.add_subparsers(dest="action", required=True)
+    replay = asub.add_parser("replay", help="stream a tenant's events as NDJSON")
+    replay.add_argument("--tenant", required=True, type=_uuid)
+    replay.add_argument("--since", type=_datetime)
+    replay.add_argument("--until", type=_datetime)
+    replay.set_defaults(func=cmd_audit_replay)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

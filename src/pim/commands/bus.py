@@ -1,0 +1,64 @@
+"""The command bus: one table maps each command to its handler; it retries optimistic
+concurrency conflicts and holds the answer until the read models have caught up."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pim.commands import handlers
+from pim.commands.handlers import Outcome
+from pim.commands.messages import Command, CreateProduct, DeleteProduct, UpdateProduct
+from pim.domain.errors import Conflict, PreconditionFailed
+from pim.eventstore import CatalogStore, IntegrityError
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Any, CatalogStore], Outcome]
+
+HANDLERS: dict[type[Any], Handler] = {
+    CreateProduct: handlers.handle_create_product,
+    UpdateProduct: handlers.handle_update_product,
+    DeleteProduct: handlers.handle_delete_product,
+}
+
+# Attempts for a command whose aggregate another writer changed between load and save.
+MAX_ATTEMPTS = 8
+
+
+class CommandBus:
+    def __init__(
+        self,
+        store: CatalogStore,
+        wait_for_position: Callable[[int], bool],
+        handlers_by_command: dict[type[Any], Handler] | None = None,
+    ) -> None:
+        self.store = store
+        self.wait_for_position = wait_for_position
+        self.handlers = handlers_by_command or HANDLERS
+
+    def handle(self, command: Command) -> tuple[Outcome, bool]:
+        """Run the command; returns its outcome and whether the read models reflect it."""
+        handler = self.handlers[type(command)]
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                outcome = handler(command, self.store)
+                break
+            except IntegrityError:
+                # Someone saved this aggregate after we loaded it.
+                if getattr(command, "expected_version", None) is not None:
+                    raise PreconditionFailed(
+                        "the resource was changed by another request; reload it and retry"
+                    ) from None
+                if attempt == MAX_ATTEMPTS:
+                    raise Conflict(
+                        "the resource is being changed by other requests; retry"
+                    ) from None
+                time.sleep(random.uniform(0, 0.002 * attempt))  # noqa: S311 - jitter
+        visible = True
+        if outcome.position is not None:
+            visible = self.wait_for_position(outcome.position)
+        return outcome, visible

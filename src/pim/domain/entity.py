@@ -1,0 +1,144 @@
+"""The base of every catalog aggregate: a tenant-scoped entity whose state is a field map.
+
+Every resource (product, variant, category, ...) is an ``Entity`` subclass with its own event
+classes (so the log names them: ``Product.Created``, ``Category.Updated``) and its own rules.
+One mechanism gives every resource the same create / merge-patch update / delete behaviour.
+
+eventsourcing 9.5's ``Aggregate`` insists on UUID ids; ours are ``"{tenant}:{uuid}"`` strings,
+so the base is built on ``BaseAggregate[str]`` with ``CanMutateAggregate[str]`` events.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar, Self
+
+from eventsourcing.domain import (
+    BaseAggregate,
+    CanInitAggregate,
+    CanMutateAggregate,
+    MetaDomainEvent,
+)
+
+from pim.domain.context import Actor
+from pim.domain.errors import NotFound, PreconditionFailed
+from pim.domain.ids import aggregate_id, entity_id_of
+
+FieldChanges = dict[str, dict[str, Any]]
+
+
+class CatalogEvent(CanMutateAggregate[str], metaclass=MetaDomainEvent):
+    """Fields every catalog event carries, besides eventsourcing's id/version/timestamp."""
+
+    originator_id: str
+    originator_version: int
+    timestamp: datetime
+    tenant_id: str
+    org_id: str
+    actor: str
+    actor_email: str | None
+    request_id: str
+
+
+def merge_patch(current: Any, patch: Any) -> Any:
+    """RFC 7396 merge of ``patch`` into ``current`` (objects merge by key, null removes)."""
+    if not isinstance(patch, Mapping):
+        return copy.deepcopy(patch)
+    merged: dict[str, Any] = dict(current) if isinstance(current, Mapping) else {}
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = merge_patch(merged.get(key), value)
+    return merged
+
+
+class Entity(BaseAggregate[str]):
+    """A tenant's catalog object. Subclasses set ``entity_type`` and their rules."""
+
+    entity_type: ClassVar[str] = "entity"
+    # Object-valued fields that merge key by key on update (RFC 7396) instead of replacing.
+    merge_fields: ClassVar[frozenset[str]] = frozenset()
+
+    if TYPE_CHECKING:  # set by the events; not annotations at runtime (the metaclass
+        # would turn annotated attributes into __init__ parameters)
+        fields: dict[str, Any]
+        deleted: bool
+
+    class Event(CatalogEvent):
+        pass
+
+    class Created(Event, CanInitAggregate[str]):
+        originator_topic: str
+        fields: dict[str, Any]
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.fields = copy.deepcopy(self.fields)
+            aggregate.deleted = False
+
+    class Updated(Event):
+        changes: FieldChanges
+
+        def apply(self, aggregate: Any) -> None:
+            for name, change in self.changes.items():
+                aggregate.fields[name] = copy.deepcopy(change["to"])
+
+    class Deleted(Event):
+        def apply(self, aggregate: Any) -> None:
+            aggregate.deleted = True
+
+    # -- commands -------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, actor: Actor, entity_id: str, fields: dict[str, Any]) -> Self:
+        return cls._create(
+            cls.Created,
+            id=aggregate_id(actor.tenant_id, entity_id),
+            fields=fields,
+            **actor.event_meta(),
+        )
+
+    def update(self, actor: Actor, patch: Mapping[str, Any]) -> FieldChanges:
+        """Apply a merge patch of already-normalised values; no change records no event."""
+        self.check_exists()
+        changes: FieldChanges = {}
+        for name, value in patch.items():
+            before = self.fields.get(name)
+            if name in self.merge_fields:
+                after = {} if value is None else merge_patch(before, value)
+            else:
+                after = value
+            if after != before:
+                changes[name] = {"from": before, "to": after}
+        if changes:
+            self.check_state({**self.fields, **{k: c["to"] for k, c in changes.items()}})
+            self.trigger_event(self.Updated, changes=changes, **actor.event_meta())
+        return changes
+
+    def delete(self, actor: Actor) -> None:
+        self.check_exists()
+        self.trigger_event(self.Deleted, **actor.event_meta())
+
+    # -- invariants -----------------------------------------------------------------------
+
+    def check_exists(self) -> None:
+        if self.deleted:
+            raise NotFound(f"{self.entity_type} not found")
+
+    def check_version(self, expected: int | None) -> None:
+        """If-Match: the client's version must be the current one."""
+        if expected is not None and expected != self.version:
+            raise PreconditionFailed(
+                f"{self.entity_type} is at version {self.version}, not {expected}"
+            )
+
+    def check_state(self, fields: Mapping[str, Any]) -> None:
+        """Invariants over the whole field map after a change; subclasses extend."""
+
+    # -- views ----------------------------------------------------------------------------
+
+    @property
+    def entity_id(self) -> str:
+        return entity_id_of(self.id)

@@ -1,0 +1,41 @@
+"""Every entity type the catalog knows, and the audit name of each of its events."""
+
+from __future__ import annotations
+
+import re
+
+from eventsourcing.utils import get_topic
+
+from pim.domain.entity import Entity
+from pim.domain.product import Product
+
+ENTITY_CLASSES: tuple[type[Entity], ...] = (Product,)
+
+# Event class name -> audit verb.
+VERBS = {"Created": "CREATED", "Updated": "UPDATED", "Deleted": "DELETED"}
+
+
+def _snake_upper(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).upper()
+
+
+def _event_catalog() -> dict[str, tuple[str, str]]:
+    """topic -> (entity_type, action)."""
+    out: dict[str, tuple[str, str]] = {}
+    for cls in ENTITY_CLASSES:
+        for event_name, verb in VERBS.items():
+            event_cls = getattr(cls, event_name)
+            out[get_topic(event_cls)] = (cls.entity_type, f"{_snake_upper(cls.__name__)}_{verb}")
+    return out
+
+
+EVENT_TOPICS: dict[str, tuple[str, str]] = _event_catalog()
+ENTITY_TYPES: frozenset[str] = frozenset(t for t, _ in EVENT_TOPICS.values())
+ACTIONS: frozenset[str] = frozenset(a for _, a in EVENT_TOPICS.values())
+
+
+def topics_for(*, entity_type: str | None = None, action: str | None = None) -> list[str]:
+    return [
+        topic for topic, (etype, act) in EVENT_TOPICS.items()
+        if (entity_type is None or etype == entity_type) and (action is None or act == action)
+    ]

@@ -1,0 +1,80 @@
+"""Reusable field rules: each returns the normalised value or raises a named field error."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Any
+
+from pim.domain.errors import FieldError, ValidationFailed
+
+SLUG_PATTERN = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+ATTRIBUTE_KEY_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+
+class FieldErrors:
+    """Collects field errors so one response names every bad field at once."""
+
+    def __init__(self, prefix: str = "") -> None:
+        self.prefix = prefix
+        self.errors: list[FieldError] = []
+
+    def add(self, field: str, code: str, message: str) -> None:
+        path = f"{self.prefix}{field}" if not self.prefix else f"{self.prefix}.{field}"
+        self.errors.append(FieldError(path, code, message))
+
+    def raise_if_any(self) -> None:
+        if self.errors:
+            raise ValidationFailed(self.errors)
+
+
+def has_control_characters(value: str) -> bool:
+    return any(unicodedata.category(ch) == "Cc" for ch in value)
+
+
+def text(
+    errors: FieldErrors,
+    field: str,
+    value: Any,
+    *,
+    min_length: int = 0,
+    max_length: int,
+    trim: bool = False,
+    single_line: bool = False,
+) -> str | None:
+    if not isinstance(value, str):
+        errors.add(field, "invalid_type", "must be a string")
+        return None
+    if trim:
+        value = value.strip()
+    if len(value) < min_length:
+        if min_length == 1:
+            errors.add(field, "required", "must not be empty")
+        else:
+            errors.add(field, "too_short", f"must be at least {min_length} characters")
+        return None
+    if len(value) > max_length:
+        errors.add(field, "too_long", f"must be at most {max_length} characters")
+        return None
+    if single_line and has_control_characters(value):
+        errors.add(field, "invalid_format", "must not contain control characters")
+        return None
+    return value
+
+
+def slug(errors: FieldErrors, field: str, value: Any) -> str | None:
+    if not isinstance(value, str) or not SLUG_PATTERN.match(value) or len(value) > 255:
+        errors.add(
+            field,
+            "invalid_format",
+            "must be a slug: lowercase letters and digits separated by single hyphens",
+        )
+        return None
+    return value
+
+
+def one_of(errors: FieldErrors, field: str, value: Any, choices: tuple[str, ...]) -> str | None:
+    if value not in choices:
+        errors.add(field, "invalid_choice", f"must be one of {', '.join(choices)}")
+        return None
+    return str(value)

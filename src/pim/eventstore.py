@@ -1,0 +1,57 @@
+"""The catalog event store: one eventsourcing application holding every catalog aggregate,
+so a command that touches several aggregates saves them in one transaction."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError, StoredEvent
+
+from pim.domain.context import Actor
+from pim.domain.entity import Entity
+from pim.domain.errors import NotFound
+from pim.domain.ids import aggregate_id
+
+EVENTS_TABLE = "catalog_events"
+
+TEntity = TypeVar("TEntity", bound=Entity)
+
+__all__ = ["EVENTS_TABLE", "CatalogApplication", "CatalogStore", "IntegrityError"]
+
+
+class CatalogApplication(Application[str]):
+    name = "catalog"  # tables are named catalog_events
+
+
+class CatalogStore:
+    """Loads and saves tenant-scoped aggregates; the only door to the catalog log."""
+
+    def __init__(self, app: CatalogApplication) -> None:
+        self.app = app
+
+    def load(self, cls: type[TEntity], actor: Actor, entity_id: str,
+             *, version: int | None = None) -> TEntity:
+        """The tenant's live entity, or NotFound: another tenant's id is simply not there."""
+        try:
+            aggregate = self.app.repository.get(
+                aggregate_id(actor.tenant_id, entity_id), version=version
+            )
+        except AggregateNotFoundError:
+            raise NotFound(f"{cls.entity_type} not found") from None
+        if not isinstance(aggregate, cls) or aggregate.deleted:
+            raise NotFound(f"{cls.entity_type} not found")
+        return aggregate
+
+    def save(self, *aggregates: Entity) -> int | None:
+        """Save atomically; the log position of the last event, or None if nothing changed."""
+        recordings = self.app.save(*aggregates)
+        if not recordings:
+            return None
+        return max(r.notification.id for r in recordings)
+
+    def decode(self, originator_id: str, version: int, topic: str, state: bytes) -> Any:
+        return self.app.mapper.to_domain_event(
+            StoredEvent(originator_id=originator_id, originator_version=version,
+                        topic=topic, state=state)
+        )

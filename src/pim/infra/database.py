@@ -1,0 +1,49 @@
+"""PostgreSQL plumbing: connection settings, the schema of our own tables, and migrations."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+# Serialises schema creation when several processes start at once.
+MIGRATION_LOCK_KEY = 7_201_501
+
+
+def eventsourcing_env(database_url: str, *, pool_size: int = 8) -> dict[str, str]:
+    """The eventsourcing Postgres settings for a database URL."""
+    info = conninfo_to_dict(database_url)
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": str(info.get("dbname") or "postgres"),
+        "POSTGRES_HOST": str(info.get("host") or "127.0.0.1"),
+        "POSTGRES_PORT": str(info.get("port") or "5432"),
+        "POSTGRES_USER": str(info.get("user") or "postgres"),
+        "POSTGRES_PASSWORD": str(info.get("password") or ""),
+        "ORIGINATOR_ID_TYPE": "text",
+        # The default (0) waits forever on the events-table lock.
+        "POSTGRES_LOCK_TIMEOUT": "5",
+        "POSTGRES_POOL_SIZE": str(pool_size),
+        "POSTGRES_MAX_OVERFLOW": str(pool_size * 2),
+        "POSTGRES_PRE_PING": "y",
+        "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "30",
+    }
+
+
+@contextmanager
+def migration_lock(database_url: str) -> Iterator[psycopg.Connection[Any]]:
+    """Hold the schema lock, so processes starting together do not race on CREATE."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
+        try:
+            yield conn
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
+
+
+def run_ddl(conn: psycopg.Connection[Any], statements: Iterable[str]) -> None:
+    for statement in statements:
+        conn.execute(statement.encode())

@@ -1,0 +1,46 @@
+"""What a projection is: a named read model with one handler per event type, applied in the
+same transaction as its tracking position, so a view never skips or repeats an event."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from psycopg import Cursor
+
+EventHandler = Callable[[Any, Cursor[Any], Any, int], None]
+
+
+class Projection(ABC):
+    """A read model. ``handlers`` maps event classes to methods ``(self, cur, event, position)``.
+
+    Tables are named with ``table_suffix`` so a rebuild can fill fresh tables beside the live
+    ones and switch over (blue/green)."""
+
+    name: ClassVar[str]
+    handlers: ClassVar[dict[type[Any], EventHandler]]
+
+    def __init__(self, table_suffix: str = "") -> None:
+        self.table_suffix = table_suffix
+        self._topics: set[str] | None = None
+
+    def table(self, base: str) -> str:
+        return f"{base}{self.table_suffix}"
+
+    @abstractmethod
+    def ddl(self) -> list[str]:
+        """Idempotent CREATE statements for this projection's tables."""
+
+    def topics(self) -> set[str]:
+        """The event topics this projection handles; others only advance its position."""
+        if self._topics is None:
+            from eventsourcing.utils import get_topic
+
+            self._topics = {get_topic(cls) for cls in self.handlers}
+        return self._topics
+
+    def apply(self, cur: Cursor[Any], event: Any, position: int) -> None:
+        handler = self.handlers.get(type(event))
+        if handler is not None:
+            handler(self, cur, event, position)

@@ -1,0 +1,90 @@
+"""The products view: one row per live product, serving lists and reads by id."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from psycopg import Cursor, sql
+from psycopg.types.json import Jsonb
+
+from pim.domain.ids import entity_id_of
+from pim.domain.product import Product
+from pim.projections.base import EventHandler, Projection
+
+# Product fields and the view columns that hold them.
+COLUMNS = ("title", "description", "category", "status", "brand_id", "template_id", "attributes")
+
+
+def _column_value(name: str, value: Any) -> Any:
+    return Jsonb(value) if name == "attributes" else value
+
+
+class ProductsView(Projection):
+    name: ClassVar[str] = "products"
+
+    def ddl(self) -> list[str]:
+        t = self.table("products_view")
+        return [
+            f"""CREATE TABLE IF NOT EXISTS {t} (
+                tenant_id uuid NOT NULL,
+                id uuid NOT NULL,
+                title text NOT NULL,
+                description text,
+                category text,
+                status text NOT NULL,
+                brand_id uuid,
+                template_id uuid,
+                attributes jsonb NOT NULL DEFAULT '{{}}',
+                variant_count integer NOT NULL DEFAULT 0,
+                version integer NOT NULL,
+                created_at timestamptz NOT NULL,
+                updated_at timestamptz NOT NULL,
+                PRIMARY KEY (tenant_id, id)
+            )""",
+            f"CREATE INDEX IF NOT EXISTS {t}_created_idx ON {t} (tenant_id, created_at, id)",
+        ]
+
+    def on_created(self, cur: Cursor[Any], event: Product.Created, position: int) -> None:
+        fields = event.fields
+        cur.execute(
+            sql.SQL(
+                "INSERT INTO {} (tenant_id, id, title, description, category, status, brand_id,"
+                " template_id, attributes, version, created_at, updated_at)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            ).format(sql.Identifier(self.table("products_view"))),
+            (
+                event.tenant_id, entity_id_of(event.originator_id), fields["title"],
+                fields.get("description"), fields.get("category"), fields["status"],
+                fields.get("brand_id"), fields.get("template_id"),
+                Jsonb(fields.get("attributes") or {}), event.originator_version,
+                event.timestamp, event.timestamp,
+            ),
+        )
+
+    def on_updated(self, cur: Cursor[Any], event: Product.Updated, position: int) -> None:
+        names = [name for name in event.changes if name in COLUMNS]
+        assignments = [
+            sql.SQL("{} = %s").format(sql.Identifier(name)) for name in names
+        ] + [sql.SQL("version = %s"), sql.SQL("updated_at = %s")]
+        params = [_column_value(n, event.changes[n]["to"]) for n in names]
+        cur.execute(
+            sql.SQL("UPDATE {} SET {} WHERE tenant_id = %s AND id = %s").format(
+                sql.Identifier(self.table("products_view")), sql.SQL(", ").join(assignments)
+            ),
+            [*params, event.originator_version, event.timestamp,
+             event.tenant_id, entity_id_of(event.originator_id)],
+        )
+
+    def on_deleted(self, cur: Cursor[Any], event: Product.Deleted, position: int) -> None:
+        cur.execute(
+            sql.SQL("DELETE FROM {} WHERE tenant_id = %s AND id = %s").format(
+                sql.Identifier(self.table("products_view"))
+            ),
+            (event.tenant_id, entity_id_of(event.originator_id)),
+        )
+
+    handlers: ClassVar[dict[type[Any], EventHandler]] = {
+        Product.Created: on_created,
+        Product.Updated: on_updated,
+        Product.Deleted: on_deleted,
+    }

@@ -1,0 +1,195 @@
+"""Runs projections over the catalog log.
+
+Two drivers share one code path (``catch_up``):
+- a request that has just written calls ``wait_for(position)``, which catches the views up
+  itself if nobody else has yet (read-your-writes within milliseconds, no polling floor);
+- a background loop (``run_forever``) follows LISTEN/NOTIFY with a periodic poll, for writes
+  made by other processes, and is supervised (restarts after errors).
+A PostgreSQL advisory lock makes exactly one catcher apply events at a time, across every
+process; views and tracking positions commit in the same transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg_pool import ConnectionPool
+
+from pim.eventstore import EVENTS_TABLE, CatalogStore
+from pim.projections.base import Projection
+
+log = logging.getLogger(__name__)
+
+TRACKING_DDL = [
+    """CREATE TABLE IF NOT EXISTS projection_tracking (
+        name text PRIMARY KEY,
+        position bigint NOT NULL DEFAULT 0,
+        updated_at timestamptz NOT NULL DEFAULT now()
+    )""",
+]
+
+BATCH_SIZE = 1000
+POLL_INTERVAL_S = 1.0
+
+
+def _lock_key(name: str) -> int:
+    # Stable across processes (Python's hash() is salted).
+    return int.from_bytes(name.encode()[:8].ljust(8, b"\0"), "big", signed=True)
+
+
+class Projector:
+    """Applies catalog events to a set of projections, each tracked by name."""
+
+    def __init__(
+        self,
+        pool: ConnectionPool[Any],
+        store: CatalogStore,
+        projections: Sequence[Projection],
+        *,
+        group: str = "catalog",
+        events_table: str = EVENTS_TABLE,
+    ) -> None:
+        self.pool = pool
+        self.store = store
+        self.projections = list(projections)
+        self.group = group
+        self.events_table = events_table
+        self.lock_key = _lock_key(f"pim:{group}")
+        self._position = 0  # highest position known applied (only grows)
+        self._local = threading.Lock()
+        self._stop = threading.Event()
+        self._wanted_topics = set().union(*(p.topics() for p in self.projections))
+
+    # -- schema ---------------------------------------------------------------------------
+
+    @staticmethod
+    def ddl_for(projections: Sequence[Projection]) -> list[str]:
+        statements = list(TRACKING_DDL)
+        for projection in projections:
+            statements.extend(projection.ddl())
+        return statements
+
+    # -- positions ------------------------------------------------------------------------
+
+    @property
+    def position(self) -> int:
+        return self._position
+
+    def tracked_positions(self, conn: psycopg.Connection[Any]) -> dict[str, int]:
+        rows = conn.execute(
+            "SELECT name, position FROM projection_tracking WHERE name = ANY(%s)",
+            ([p.name for p in self.projections],),
+        ).fetchall()
+        found = {str(r[0]): int(r[1]) for r in rows}
+        return {p.name: found.get(p.name, 0) for p in self.projections}
+
+    # -- catching up ----------------------------------------------------------------------
+
+    def wait_for(self, position: int, timeout: float = 2.0) -> bool:
+        """Return once every projection has applied ``position`` (True), or after ``timeout``
+        (False: the write stands, the views are still behind)."""
+        deadline = time.monotonic() + timeout
+        while self._position < position:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not self._local.acquire(timeout=remaining):
+                return False
+            try:
+                if self._position < position:
+                    self._catch_up_locked(until=position, lock_timeout=remaining)
+            except Exception:  # the background runner will retry; the write stands
+                log.exception("projection catch-up failed")
+                return self._position >= position
+            finally:
+                self._local.release()
+        return True
+
+    def catch_up(self) -> int:
+        """Apply every pending event; returns the position reached."""
+        with self._local:
+            self._catch_up_locked(until=None, lock_timeout=None)
+        return self._position
+
+    def _catch_up_locked(self, until: int | None, lock_timeout: float | None) -> None:
+        while True:
+            applied, more = self._apply_batch(lock_timeout)
+            if not more or (until is not None and self._position >= until):
+                return
+            if applied == 0 and until is not None and self._position >= until:
+                return
+
+    def _apply_batch(self, lock_timeout: float | None) -> tuple[int, bool]:
+        with self.pool.connection() as conn, conn.transaction():
+            if lock_timeout is not None:
+                conn.execute(
+                    sql.SQL("SET LOCAL lock_timeout = {}").format(
+                        sql.Literal(f"{max(int(lock_timeout * 1000), 1)}ms")
+                    )
+                )
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (self.lock_key,))
+            positions = self.tracked_positions(conn)
+            start = min(positions.values())
+            rows = conn.execute(
+                sql.SQL(
+                    "SELECT notification_id, originator_id, originator_version, topic, state"
+                    " FROM {} WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
+                ).format(sql.Identifier(self.events_table)),
+                (start, BATCH_SIZE),
+            ).fetchall()
+            with conn.cursor() as cur:
+                for notification_id, originator_id, version, topic, state in rows:
+                    if topic not in self._wanted_topics:
+                        continue
+                    event = self.store.decode(originator_id, version, topic, bytes(state))
+                    for projection in self.projections:
+                        if positions[projection.name] < notification_id:
+                            projection.apply(cur, event, notification_id)
+            reached = int(rows[-1][0]) if rows else start
+            if rows or any(pos != reached for pos in positions.values()):
+                conn.execute(
+                    """INSERT INTO projection_tracking (name, position, updated_at)
+                       SELECT unnest(%s::text[]), %s, now()
+                       ON CONFLICT (name) DO UPDATE
+                       SET position = GREATEST(projection_tracking.position, EXCLUDED.position),
+                           updated_at = now()""",
+                    ([p.name for p in self.projections], reached),
+                )
+        self._position = max(self._position, reached)
+        return len(rows), len(rows) == BATCH_SIZE
+
+    # -- background loop ------------------------------------------------------------------
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run_forever(self, database_url: str) -> None:
+        """Follow the log until stopped; restarts itself after any error (supervision)."""
+        channel = self.events_table.replace(".", "_")
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(database_url, autocommit=True) as listener:
+                    listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+                    self.catch_up()
+                    while not self._stop.is_set():
+                        # A lost NOTIFY only delays us until the next poll.
+                        for _ in listener.notifies(timeout=POLL_INTERVAL_S, stop_after=1):
+                            pass
+                        self.catch_up()
+            except Exception:
+                if self._stop.is_set():
+                    break
+                log.exception("projection runner failed; restarting in 1s")
+                self._stop.wait(1.0)
+
+    def start_background(self, database_url: str) -> threading.Thread:
+        thread = threading.Thread(
+            target=self.run_forever, args=(database_url,), name=f"projector-{self.group}",
+            daemon=True,
+        )
+        thread.start()
+        return thread

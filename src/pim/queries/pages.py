@@ -1,0 +1,56 @@
+"""Keyset pages: an opaque cursor holding the last row's sort key. Cost never grows with depth."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+from typing import TypeVar
+from uuid import UUID
+
+import msgspec
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 100
+
+T = TypeVar("T")
+
+
+class InvalidQuery(ValueError):
+    """A query parameter is malformed or outside its range; ``parameter`` names it."""
+
+    def __init__(self, parameter: str, message: str) -> None:
+        super().__init__(f"{parameter}: {message}")
+        self.parameter = parameter
+        self.message = message
+
+
+class CreatedKey(msgspec.Struct, array_like=True, frozen=True):
+    """Sort key of creation-ordered lists."""
+
+    created_at: datetime
+    id: UUID
+
+
+def encode_cursor(key: msgspec.Struct) -> str:
+    return base64.urlsafe_b64encode(msgspec.json.encode(key)).decode().rstrip("=")
+
+
+def decode_cursor(value: str, key_type: type[T]) -> T:
+    try:
+        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+        return msgspec.json.decode(raw, type=key_type)
+    except (binascii.Error, ValueError, msgspec.DecodeError):
+        raise InvalidQuery("cursor", "is not a cursor this service issued") from None
+
+
+def parse_limit(value: str | None) -> int:
+    if value is None:
+        return DEFAULT_LIMIT
+    try:
+        limit = int(value)
+    except ValueError:
+        raise InvalidQuery("limit", "must be an integer between 1 and 100") from None
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InvalidQuery("limit", "must be an integer between 1 and 100")
+    return limit

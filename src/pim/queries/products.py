@@ -1,0 +1,152 @@
+"""Read-side queries over the products view (never over aggregates)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import msgspec
+from psycopg import AsyncConnection, sql
+from psycopg_pool import AsyncConnectionPool
+
+from pim.domain.product import PRODUCT_STATUSES
+from pim.domain.rules import SLUG_PATTERN
+from pim.queries.pages import CreatedKey, InvalidQuery, decode_cursor, encode_cursor
+
+
+class ProductView(msgspec.Struct, kw_only=True):
+    """A product as clients see it."""
+
+    id: UUID
+    title: str
+    description: str | None
+    category: str | None
+    status: str
+    brand_id: UUID | None
+    template_id: UUID | None
+    attributes: dict[str, Any]
+    variant_count: int
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+PRODUCT_COLUMNS = sql.SQL(
+    "id, title, description, category, status, brand_id, template_id, attributes,"
+    " variant_count, version, created_at, updated_at"
+)
+_FIELDS = ProductView.__struct_fields__
+
+
+def _row_to_view(row: tuple[Any, ...]) -> ProductView:
+    return ProductView(**dict(zip(_FIELDS, row, strict=True)))
+
+
+def _uuid_param(name: str, value: str) -> UUID:
+    try:
+        return UUID(value)
+    except ValueError:
+        raise InvalidQuery(name, "must be a UUID") from None
+
+
+def _datetime_param(name: str, value: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace(" ", "+"))
+    except ValueError:
+        raise InvalidQuery(name, "must be an RFC 3339 date-time") from None
+    if parsed.tzinfo is None:
+        raise InvalidQuery(name, "must include a time zone (e.g. Z)")
+    return parsed
+
+
+class ProductFilters(msgspec.Struct, frozen=True):
+    status: str | None = None
+    category: str | None = None
+    brand_id: UUID | None = None
+    template_id: UUID | None = None
+    q: str | None = None
+    updated_since: datetime | None = None
+
+    @classmethod
+    def parse(cls, params: Mapping[str, str]) -> ProductFilters:
+        """Filters from query parameters; a malformed value is a 400 naming the parameter."""
+        status = params.get("status")
+        if status is not None and status not in PRODUCT_STATUSES:
+            raise InvalidQuery("status", f"must be one of {', '.join(PRODUCT_STATUSES)}")
+        category = params.get("category")
+        if category is not None and not SLUG_PATTERN.match(category):
+            raise InvalidQuery("category", "must be a category slug")
+        q = params.get("q")
+        if q is not None and len(q) > 255:
+            raise InvalidQuery("q", "must be at most 255 characters")
+        return cls(
+            status=status,
+            category=category,
+            brand_id=_uuid_param("brand_id", params["brand_id"]) if "brand_id" in params
+            else None,
+            template_id=_uuid_param("template_id", params["template_id"])
+            if "template_id" in params else None,
+            q=q,
+            updated_since=_datetime_param("updated_since", params["updated_since"])
+            if "updated_since" in params else None,
+        )
+
+
+def _escape_like(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+class ProductQueries:
+    def __init__(self, pool: AsyncConnectionPool[AsyncConnection[Any]],
+                 table: str = "products_view") -> None:
+        self.pool = pool
+        self.table = sql.Identifier(table)
+
+    async def get(self, tenant_id: str, product_id: UUID) -> ProductView | None:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                sql.SQL("SELECT {} FROM {} WHERE tenant_id = %s AND id = %s").format(
+                    PRODUCT_COLUMNS, self.table
+                ),
+                (tenant_id, product_id),
+                prepare=True,
+            )
+            row = await cur.fetchone()
+        return _row_to_view(row) if row else None
+
+    async def list(
+        self, tenant_id: str, *, limit: int, cursor: str | None, filters: ProductFilters
+    ) -> tuple[list[ProductView], str | None]:
+        """One page, oldest first; the cursor of the next page when there is more."""
+        where = [sql.SQL("tenant_id = %s")]
+        params: list[Any] = [tenant_id]
+        if cursor is not None:
+            key = decode_cursor(cursor, CreatedKey)
+            where.append(sql.SQL("(created_at, id) > (%s, %s)"))
+            params += [key.created_at, key.id]
+        for column in ("status", "category", "brand_id", "template_id"):
+            value = getattr(filters, column)
+            if value is not None:
+                where.append(sql.SQL("{} = %s").format(sql.Identifier(column)))
+                params.append(value)
+        if filters.q:
+            where.append(sql.SQL("title ILIKE %s"))
+            params.append(f"%{_escape_like(filters.q)}%")
+        if filters.updated_since is not None:
+            where.append(sql.SQL("updated_at >= %s"))
+            params.append(filters.updated_since)
+        params.append(limit + 1)
+        query = sql.SQL(
+            "SELECT {} FROM {} WHERE {} ORDER BY created_at, id LIMIT %s"
+        ).format(PRODUCT_COLUMNS, self.table, sql.SQL(" AND ").join(where))
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(query, params, prepare=True)
+            rows = await cur.fetchall()
+        items = [_row_to_view(r) for r in rows[:limit]]
+        next_cursor = None
+        if len(rows) > limit:
+            last = items[-1]
+            next_cursor = encode_cursor(CreatedKey(last.created_at, last.id))
+        return items, next_cursor

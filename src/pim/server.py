@@ -1,0 +1,80 @@
+"""Running the service: the whole thing in one process (``pim serve``) or its parts."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from typing import Any
+
+import uvicorn
+
+from pim.api.app import create_app
+from pim.bootstrap import build_services
+from pim.infra.embedded import embedded_services
+from pim.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def _uvicorn_config(app: Any, settings: Settings, **extra: Any) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=os.environ.get("PIM_LOG_LEVEL", "info").lower(),
+        access_log=os.environ.get("PIM_ACCESS_LOG", "") == "1",
+        lifespan="on",
+        **extra,
+    )
+
+
+def serve(settings: Settings, *, with_projector: bool = True) -> None:
+    """HTTP API (+ projection runner) on PIM_HOST:PIM_PORT, embedded servers if needed."""
+    with embedded_services(settings) as resolved:
+        services = build_services(resolved)
+        try:
+            if with_projector:
+                services.projector.start_background(services.database_url)
+            server = uvicorn.Server(_uvicorn_config(create_app(services), resolved))
+            server.run()
+        finally:
+            services.close()
+
+
+def serve_workers(settings: Settings, workers: int) -> None:
+    """The API in several processes (uvicorn workers); the parent owns embedded servers."""
+    with embedded_services(settings) as resolved:
+        # Migrate once in the parent, then hand resolved URLs to the workers.
+        build_services(resolved).close()
+        os.environ["PIM_DATABASE_URL"] = resolved.database_url or ""
+        os.environ["PIM_REDIS_URL"] = resolved.redis_url or ""
+        uvicorn.run(
+            "pim.server:asgi_from_env", factory=True, workers=workers, host=resolved.host,
+            port=resolved.port, log_level="warning", access_log=False,
+        )
+
+
+def asgi_from_env() -> Any:
+    """uvicorn factory for worker processes."""
+    services = build_services(Settings.from_env(), migrate=False)
+    return create_app(services)
+
+
+def run_projections(settings: Settings) -> None:
+    """The projection runner alone, until SIGINT/SIGTERM."""
+    with embedded_services(settings) as resolved:
+        services = build_services(resolved)
+        stop = threading.Event()
+
+        def on_signal(*_: object) -> None:
+            services.projector.stop()
+            stop.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        try:
+            services.projector.run_forever(services.database_url)
+        finally:
+            services.close()
