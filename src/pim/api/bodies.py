@@ -76,6 +76,12 @@ def decode_body(body: bytes, content_type: str | None, type_: type[T],
     try:
         return msgspec.json.decode(body, type=type_)
     except msgspec.ValidationError as exc:
+        # Typed decoding stops at the first wrong type; malformed JSON must still be a 400.
+        try:
+            msgspec.json.decode(body)
+        except msgspec.DecodeError as syntax:
+            raise ApiError(400, f"request body is not valid JSON: {syntax}",
+                           slug="malformed-json") from None
         error = field_error_from_msgspec(str(exc))
         raise ApiError(422, f"{error.field}: {error.message}", slug="validation-error",
                        errors=[error]) from None

@@ -30,7 +30,6 @@ from pim.queries.pages import parse_limit
 from pim.queries.products import ProductFilters, ProductView
 
 UNSET = msgspec.UNSET
-AttributeValue = str | int | float | bool | None
 
 
 class ProductInput(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -43,7 +42,8 @@ class ProductInput(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     status: Literal["ACTIVE", "DRAFT", "ARCHIVED"] | None | msgspec.UnsetType = UNSET
     brand_id: UUID | None | msgspec.UnsetType = UNSET
     template_id: UUID | None | msgspec.UnsetType = UNSET
-    attributes: dict[str, AttributeValue] | None | msgspec.UnsetType = UNSET
+    # values are checked by the domain, so errors can name the key (attributes.color)
+    attributes: dict[str, Any] | None | msgspec.UnsetType = UNSET
     # read-only, ignored
     id: Any = UNSET
     version: Any = UNSET

@@ -160,7 +160,7 @@ def mint_token(
         "sub": subject,
         "tenant_id": tenant_id,
         "org_ids": org_ids,
-        "scope": " ".join(scopes or [SCOPE_READ, SCOPE_WRITE]),
+        "scope": " ".join([SCOPE_READ, SCOPE_WRITE] if scopes is None else scopes),
         "iat": now,
         "exp": now + ttl_s,
     }
