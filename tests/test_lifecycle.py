@@ -1,0 +1,119 @@
+"""The service as a process: restarts keep everything; the embedded default works alone."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import PIM, Tenant, start_service
+
+
+@pytest.mark.slow
+def test_a_restart_keeps_products_audit_and_idempotency_keys(
+    make_database: object, redis_url: str, tmp_path: Path
+) -> None:
+    from tests.conftest import JWT_SECRET
+
+    env = {
+        "PIM_DATABASE_URL": make_database(),  # type: ignore[operator]
+        "PIM_REDIS_URL": redis_url,
+        "PIM_JWT_SECRET": JWT_SECRET,
+        "PIM_DATA_DIR": str(tmp_path / "data"),
+        "PIM_LOG_LEVEL": "warning",
+    }
+    first = start_service(env, tmp_path / "first.log")
+    tenant = Tenant(first.base_url)
+    try:
+        product = tenant.create_product(title="Durable")
+        tenant.patch(f"/products/{product['id']}", json={"status": "DRAFT"})
+        replay_key = str(uuid.uuid4())
+        original = tenant.post("/products", json={"title": "Keyed"},
+                               headers={"Idempotency-Key": replay_key})
+    finally:
+        first.stop()
+
+    second = start_service(env, tmp_path / "second.log")
+    tenant.base_url = second.base_url
+    try:
+        fetched = tenant.get(f"/products/{product['id']}").json()
+        assert fetched["status"] == "DRAFT" and fetched["version"] == 2
+        assert len(tenant.get("/products").json()) == 2
+        assert len(tenant.get("/audit").json()) == 3
+        replayed = tenant.post("/products", json={"title": "Keyed"},
+                               headers={"Idempotency-Key": replay_key})
+        assert replayed.status_code == 201
+        assert replayed.json() == original.json()
+        assert len(tenant.get("/products").json()) == 2
+    finally:
+        second.stop()
+
+
+@pytest.mark.slow
+def test_pim_serve_alone_starts_embedded_postgres_and_redis_and_keeps_data(tmp_path: Path) -> None:
+    data_dir = tmp_path / "pim-data"
+    env = {"PIM_DATA_DIR": str(data_dir), "PIM_LOG_LEVEL": "warning",
+           "PIM_DATABASE_URL": "", "PIM_REDIS_URL": "", "PIM_JWT_SECRET": ""}
+    service = start_service(env, tmp_path / "embedded.log", timeout=120)
+    try:
+        tenant_id, org_id = str(uuid.uuid4()), str(uuid.uuid4())
+        token = subprocess.run(
+            [PIM, "token", "--tenant", tenant_id, "--org", org_id],
+            env={**os.environ, **env}, capture_output=True, text=True, check=True,
+        ).stdout.strip()
+        headers = {"Authorization": f"Bearer {token}", "X-Tenant-ID": tenant_id,
+                   "X-Org-ID": org_id}
+        created = httpx.post(f"{service.base_url}/api/v1/pim/products", headers=headers,
+                             json={"title": "Embedded"})
+        assert created.status_code == 201, created.text
+        ready = httpx.get(f"{service.base_url}/readyz")
+        assert ready.status_code == 200, ready.text
+    finally:
+        service.stop()
+    assert (data_dir / "jwt_secret").exists()
+    # Both embedded servers stopped with the service.
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert str(data_dir / "postgres") not in ps
+
+    again = start_service(env, tmp_path / "embedded2.log", timeout=120)
+    try:
+        listed = httpx.get(f"{again.base_url}/api/v1/pim/products", headers=headers)
+        assert [p["title"] for p in listed.json()] == ["Embedded"]
+    finally:
+        again.stop()
+
+
+def test_audit_replay_streams_a_tenants_events_as_ndjson(tenant: Tenant, other_tenant: Tenant,
+                                                         service_env: dict[str, str]) -> None:
+    product = tenant.create_product(title="Replayed")
+    tenant.patch(f"/products/{product['id']}", json={"title": "Replayed twice"})
+    other_tenant.create_product(title="Not mine")
+    result = subprocess.run(
+        [PIM, "audit", "replay", "--tenant", tenant.tenant_id],
+        env={**os.environ, **service_env}, capture_output=True, text=True, check=True,
+    )
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [e["action"] for e in lines] == ["PRODUCT_CREATED", "PRODUCT_UPDATED"]
+    assert lines[0]["position"] < lines[1]["position"]
+    assert {e["entity_id"] for e in lines} == {product["id"]}
+    assert lines[1]["changes"]["title"] == {"from": "Replayed", "to": "Replayed twice"}
+
+
+def test_the_openapi_document_describes_the_api(tenant: Tenant) -> None:
+    doc = httpx.get(f"{tenant.base_url}/schema/openapi.json").json()
+    assert doc["openapi"].startswith("3.1")
+    post = doc["paths"]["/api/v1/pim/products"]["post"]
+    assert post["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "ProductInput")
+    assert "ProductInput" in doc["components"]["schemas"]
+    params = {p["name"] for p in post["parameters"]}
+    assert {"X-Tenant-ID", "X-Org-ID", "Idempotency-Key"} <= params
+    assert {"201", "400", "401", "403", "409", "413", "415", "422"} <= set(post["responses"])
+    assert "If-Match" in {p["name"] for p in
+                          doc["paths"]["/api/v1/pim/products/{product_id}"]["patch"]["parameters"]}
+    assert httpx.get(f"{tenant.base_url}/schema").status_code == 200
