@@ -45,6 +45,7 @@ import aiohttp
 import psycopg
 import redis
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from pim.auth.tokens import mint_token
 
@@ -204,7 +205,7 @@ def postgres_server(work_dir: Path) -> Iterator[tuple[str, str]]:
     import pgserver
 
     print(f"PostgreSQL at {url} unreachable; starting embedded pgserver", file=sys.stderr)
-    server = pgserver.get_server(work_dir / "postgres", cleanup_mode="stop")
+    server = pgserver.get_server(work_dir / "postgres", cleanup_mode="stop")  # type: ignore[attr-defined]
     try:
         yield str(server.get_uri()), "embedded"
     finally:
@@ -213,7 +214,7 @@ def postgres_server(work_dir: Path) -> Iterator[tuple[str, str]]:
 
 
 def _with_dbname(admin_url: str, dbname: str) -> str:
-    return psycopg.conninfo.make_conninfo(admin_url, dbname=dbname)
+    return make_conninfo(admin_url, dbname=dbname)
 
 
 @contextlib.contextmanager
@@ -226,8 +227,9 @@ def fresh_database(admin_url: str) -> Iterator[str]:
         yield _with_dbname(admin_url, name)
     finally:
         with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                sql.Identifier(name)))
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
 
 
 @contextlib.contextmanager
@@ -297,7 +299,8 @@ class Service:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(
-                    f"service exited with {self.process.returncode}:\n{self.log_tail()}")
+                    f"service exited with {self.process.returncode}:\n{self.log_tail()}"
+                )
             try:
                 with urllib.request.urlopen(f"{self.base_url}/healthz", timeout=2) as resp:
                     if resp.status == 200:
@@ -356,8 +359,12 @@ def running_service(database_url: str, redis_url: str, work_dir: Path) -> Iterat
     log_file = work_dir / "service.log"
     with log_file.open("wb") as log:
         process = subprocess.Popen(
-            [_pim_executable(), "serve"], env=env, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            [_pim_executable(), "serve"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
     service = Service(process=process, port=port, secret=secret, log_file=log_file)
     try:
@@ -409,8 +416,9 @@ class Bench:
     async def create_product(self, tenant: Tenant, title: str) -> str | None:
         """POST a product; its id on 201, else None. The id is remembered on the tenant."""
         body = json.dumps({"title": title})
-        async with self.session.post(self.url("/products"), data=body,
-                                     headers=tenant.headers) as resp:
+        async with self.session.post(
+            self.url("/products"), data=body, headers=tenant.headers
+        ) as resp:
             if resp.status != 201:
                 await resp.read()
                 return None
@@ -443,8 +451,7 @@ class Bench:
         """The bare-endpoint baseline: GET /healthz at CONCURRENCY, measured once per run."""
         if self._healthz is None:
             url = f"{self.service.base_url}/healthz"
-            self._healthz = await measure(lambda _: self.get_ok(url, {}), CONCURRENCY,
-                                          self.seconds)
+            self._healthz = await measure(lambda _: self.get_ok(url, {}), CONCURRENCY, self.seconds)
         return self._healthz
 
     async def get_ok(self, url: str, headers: dict[str, str]) -> str | None:
@@ -474,8 +481,9 @@ async def bench_create_16c(bench: Bench) -> list[Metric]:
 
     async def create(index: int) -> str | None:
         body = json.dumps({"title": f"load product {index}-{next(sequence)}"})
-        async with bench.session.post(bench.url("/products"), data=body,
-                                      headers=tenant.headers) as resp:
+        async with bench.session.post(
+            bench.url("/products"), data=body, headers=tenant.headers
+        ) as resp:
             await resp.read()
             return None if resp.status == 201 else f"HTTP {resp.status}"
 
@@ -483,6 +491,7 @@ async def bench_create_16c(bench: Bench) -> list[Metric]:
 
     conns = [await _raw_connection(bench) for _ in range(CONCURRENCY)]
     try:
+
         async def insert(index: int) -> str | None:
             conn = conns[index]
             await conn.execute(RAW_INSERT, (uuid.uuid4(), f"raw product {next(sequence)}"))
@@ -493,9 +502,10 @@ async def bench_create_16c(bench: Bench) -> list[Metric]:
     finally:
         for conn in conns:
             await conn.close()
-    notes = api.failure_note() + [f"API p50 {api.p_ms(50):.1f} ms, p99 {api.p_ms(99):.1f} ms"]
-    return [Metric("create_16c", api.rate, "creates/s", raw.rate,
-                   Target("ratio", ">=", 0.15), notes)]
+    notes = [*api.failure_note(), f"API p50 {api.p_ms(50):.1f} ms, p99 {api.p_ms(99):.1f} ms"]
+    return [
+        Metric("create_16c", api.rate, "creates/s", raw.rate, Target("ratio", ">=", 0.15), notes)
+    ]
 
 
 async def bench_create_visible(bench: Bench) -> list[Metric]:
@@ -526,9 +536,11 @@ async def bench_create_visible(bench: Bench) -> list[Metric]:
         attempts = 0
         while True:
             attempts += 1
-            async with bench.session.get(bench.url("/products"),
-                                         params={"q": token, "limit": str(LIST_LIMIT)},
-                                         headers=tenant.headers) as resp:
+            async with bench.session.get(
+                bench.url("/products"),
+                params={"q": token, "limit": str(LIST_LIMIT)},
+                headers=tenant.headers,
+            ) as resp:
                 items = await resp.json() if resp.status == 200 else []
             if any(item.get("id") == product_id for item in items):
                 latencies.append(time.perf_counter() - t0)
@@ -559,10 +571,21 @@ async def bench_create_visible(bench: Bench) -> list[Metric]:
         notes.append(f"{retried} needed more than one GET before the product was visible")
     notes += [f"{label} x{n}" for label, n in failures.items()]
     return [
-        Metric("create_visible_p50_ms", percentile(latencies, 50) * 1000, "ms",
-               percentile(raw, 50) * 1000, Target("value", "<=", 5, "ms"), notes),
-        Metric("create_visible_p99_ms", percentile(latencies, 99) * 1000, "ms",
-               percentile(raw, 99) * 1000, Target("value", "<=", 25, "ms")),
+        Metric(
+            "create_visible_p50_ms",
+            percentile(latencies, 50) * 1000,
+            "ms",
+            percentile(raw, 50) * 1000,
+            Target("value", "<=", 5, "ms"),
+            notes,
+        ),
+        Metric(
+            "create_visible_p99_ms",
+            percentile(latencies, 99) * 1000,
+            "ms",
+            percentile(raw, 99) * 1000,
+            Target("value", "<=", 25, "ms"),
+        ),
     ]
 
 
@@ -598,7 +621,7 @@ async def bench_list_100(bench: Bench) -> list[Metric]:
     if before != LIST_LIMIT:
         raise RuntimeError(f"expected {LIST_LIMIT} items per page, got {before}")
     api = await measure(lambda _: bench.get_ok(url, tenant.headers), CONCURRENCY, bench.seconds)
-    notes = api.failure_note() + [f"p50 {api.p_ms(50):.1f} ms, p99 {api.p_ms(99):.1f} ms"]
+    notes = [*api.failure_note(), f"p50 {api.p_ms(50):.1f} ms, p99 {api.p_ms(99):.1f} ms"]
     after = await page_size()
     if after != LIST_LIMIT:
         notes.append(f"page held {after} items after the run")
@@ -621,8 +644,9 @@ class Benchmark:
 # Run in this order; add new benchmarks here (api_rss_mb stays last).
 BENCHMARKS: list[Benchmark] = [
     Benchmark("create_16c", bench_create_16c, ("create_16c",)),
-    Benchmark("create_visible", bench_create_visible,
-              ("create_visible_p50_ms", "create_visible_p99_ms")),
+    Benchmark(
+        "create_visible", bench_create_visible, ("create_visible_p50_ms", "create_visible_p99_ms")
+    ),
     Benchmark("get_by_id", bench_get_by_id, ("get_by_id", "get_by_id_p99_ms")),
     Benchmark("list_100", bench_list_100, ("list_100",)),
     Benchmark("api_rss_mb", bench_api_rss, ("api_rss_mb",)),
@@ -636,8 +660,9 @@ def select(names: list[str]) -> list[Benchmark]:
     known = {b.name for b in BENCHMARKS} | {m for b in BENCHMARKS for m in b.metrics}
     unknown = [n for n in names if n not in known]
     if unknown:
-        raise SystemExit(f"unknown benchmark(s): {', '.join(unknown)}; "
-                         f"choose from: {', '.join(sorted(known))}")
+        raise SystemExit(
+            f"unknown benchmark(s): {', '.join(unknown)}; choose from: {', '.join(sorted(known))}"
+        )
     wanted = set(names)
     return [b for b in BENCHMARKS if b.name in wanted or wanted & set(b.metrics)]
 
@@ -645,8 +670,9 @@ def select(names: list[str]) -> list[Benchmark]:
 # -- running and reporting ------------------------------------------------------------------
 
 
-async def run_benchmarks(benchmarks: list[Benchmark], service: Service,
-                         database_url: str) -> list[Metric]:
+async def run_benchmarks(
+    benchmarks: list[Benchmark], service: Service, database_url: str
+) -> list[Metric]:
     connector = aiohttp.TCPConnector(limit=CONCURRENCY, keepalive_timeout=60)
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
@@ -656,8 +682,11 @@ async def run_benchmarks(benchmarks: list[Benchmark], service: Service,
             started = time.perf_counter()
             print(f"running {benchmark.name} ...", file=sys.stderr, flush=True)
             metrics.extend(await benchmark.run(bench))
-            print(f"  {benchmark.name} done in {time.perf_counter() - started:.1f} s",
-                  file=sys.stderr, flush=True)
+            print(
+                f"  {benchmark.name} done in {time.perf_counter() - started:.1f} s",
+                file=sys.stderr,
+                flush=True,
+            )
         return metrics
 
 
@@ -682,12 +711,25 @@ def print_table(metrics: list[Metric]) -> None:
     rows = [header]
     for m in metrics:
         met = "-" if m.target is None else ("yes" if m.target.met(m) else "NO")
-        rows.append((m.name, _fmt(m.value), m.unit, _fmt(m.baseline), _fmt(m.ratio),
-                     str(m.target) if m.target else "-", met))
+        rows.append(
+            (
+                m.name,
+                _fmt(m.value),
+                m.unit,
+                _fmt(m.baseline),
+                _fmt(m.ratio),
+                str(m.target) if m.target else "-",
+                met,
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     for n, row in enumerate(rows):
-        print("  ".join(cell.ljust(w) if i in (0, 2, 5, 6) else cell.rjust(w)
-                        for i, (cell, w) in enumerate(zip(row, widths, strict=True))))
+        print(
+            "  ".join(
+                cell.ljust(w) if i in (0, 2, 5, 6) else cell.rjust(w)
+                for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
         if n == 0:
             print("  ".join("-" * w for w in widths))
     notes = [(m.name, note) for m in metrics for note in m.notes]
@@ -709,8 +751,9 @@ def write_results(metrics: list[Metric], environment: dict[str, Any]) -> None:
     RESULTS_FILE.write_text(json.dumps(out, indent=2) + "\n")
 
 
-def environment(database_url: str, pg_mode: str, redis_mode: str,
-                benchmarks: list[Benchmark]) -> dict[str, Any]:
+def environment(
+    database_url: str, pg_mode: str, redis_mode: str, benchmarks: list[Benchmark]
+) -> dict[str, Any]:
     with psycopg.connect(database_url) as conn:
         row = conn.execute("SHOW server_version").fetchone()
     return {

@@ -107,13 +107,13 @@ class Service:
         return self.log_path.read_text(errors="replace")
 
 
-def start_service(env: dict[str, str], log_path: Path, *, command: str = "serve",
-                  timeout: float = 60.0) -> Service:
+def start_service(
+    env: dict[str, str], log_path: Path, *, command: str = "serve", timeout: float = 60.0
+) -> Service:
     port = free_port()
     env = {**os.environ, **env, "PIM_HOST": "127.0.0.1", "PIM_PORT": str(port)}
     log_file = log_path.open("ab")
-    process = subprocess.Popen([PIM, command], env=env, stdout=log_file, stderr=log_file,
-                               cwd=ROOT)
+    process = subprocess.Popen([PIM, command], env=env, stdout=log_file, stderr=log_file, cwd=ROOT)
     base_url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -121,8 +121,7 @@ def start_service(env: dict[str, str], log_path: Path, *, command: str = "serve"
             raise RuntimeError(f"pim {command} exited early:\n{log_path.read_text()}")
         try:
             if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
-                return Service(base_url, env.get("PIM_DATABASE_URL", ""), env, process,
-                               log_path)
+                return Service(base_url, env.get("PIM_DATABASE_URL", ""), env, process, log_path)
         except httpx.HTTPError:
             pass
         time.sleep(0.1)
@@ -131,8 +130,9 @@ def start_service(env: dict[str, str], log_path: Path, *, command: str = "serve"
 
 
 @pytest.fixture(scope="session")
-def service_env(make_database: Any, redis_url: str, tmp_path_factory: pytest.TempPathFactory
-                ) -> dict[str, str]:
+def service_env(
+    make_database: Any, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, str]:
     return {
         "PIM_DATABASE_URL": make_database(),
         "PIM_REDIS_URL": redis_url,
@@ -144,8 +144,9 @@ def service_env(make_database: Any, redis_url: str, tmp_path_factory: pytest.Tem
 
 
 @pytest.fixture(scope="session")
-def service(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-            ) -> Iterator[Service]:
+def service(
+    service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Service]:
     svc = start_service(service_env, tmp_path_factory.mktemp("logs") / "serve.log")
     yield svc
     svc.stop()
@@ -182,11 +183,13 @@ class Tenant:
             **extra,
         }
 
-    def request(self, method: str, path: str, *, headers: dict[str, str] | None = None,
-                **kwargs: Any) -> httpx.Response:
+    def request(
+        self, method: str, path: str, *, headers: dict[str, str] | None = None, **kwargs: Any
+    ) -> httpx.Response:
         url = path if path.startswith("http") else f"{self.base_url}/api/v1/pim{path}"
-        return httpx.request(method, url, headers={**self.headers(), **(headers or {})},
-                             timeout=30, **kwargs)
+        return httpx.request(
+            method, url, headers={**self.headers(), **(headers or {})}, timeout=30, **kwargs
+        )
 
     def get(self, path: str, **kwargs: Any) -> httpx.Response:
         return self.request("GET", path, **kwargs)
@@ -221,7 +224,9 @@ def other_tenant(service: Service) -> Tenant:
     return Tenant(service.base_url)
 
 
-def assert_problem(response: httpx.Response, status: int, field: str | None = None) -> dict[str, Any]:
+def assert_problem(
+    response: httpx.Response, status: int, field: str | None = None
+) -> dict[str, Any]:
     """The response is an RFC 9457 problem with this status (naming ``field`` if given)."""
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/problem+json")

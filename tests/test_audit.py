@@ -11,16 +11,24 @@ from tests.conftest import Tenant, assert_problem
 
 
 def test_audit_records_who_did_what_with_field_level_changes(tenant: Tenant) -> None:
-    created = tenant.post("/products", json={"title": "Kettle", "category": "kitchen"},
-                          headers={"X-Request-ID": "req-create-1"})
+    created = tenant.post(
+        "/products",
+        json={"title": "Kettle", "category": "kitchen"},
+        headers={"X-Request-ID": "req-create-1"},
+    )
     product_id = created.json()["id"]
-    tenant.patch(f"/products/{product_id}", json={"title": "Steel kettle", "category": None},
-                 headers={"X-Request-ID": "req-update-1"})
+    tenant.patch(
+        f"/products/{product_id}",
+        json={"title": "Steel kettle", "category": None},
+        headers={"X-Request-ID": "req-update-1"},
+    )
     tenant.delete(f"/products/{product_id}")
 
     entries = tenant.get("/audit").json()
     assert [e["action"] for e in entries] == [
-        "PRODUCT_DELETED", "PRODUCT_UPDATED", "PRODUCT_CREATED",
+        "PRODUCT_DELETED",
+        "PRODUCT_UPDATED",
+        "PRODUCT_CREATED",
     ]
     deleted, updated, first = entries
     assert first["entity_type"] == "product" and first["entity_id"] == product_id
@@ -46,16 +54,21 @@ def test_a_tenant_never_sees_another_tenants_events(tenant: Tenant, other_tenant
     other_tenant.create_product(title="Theirs")
     mine = tenant.get("/audit").json()
     assert {e["entity_id"] for e in mine} == {product["id"]}
-    assert tenant.get("/audit", params={"entity_id": other_tenant.get("/products").json()[0]["id"]}
-                      ).json() == []
+    assert (
+        tenant.get(
+            "/audit", params={"entity_id": other_tenant.get("/products").json()[0]["id"]}
+        ).json()
+        == []
+    )
 
 
 def test_audit_filters(tenant: Tenant) -> None:
     a = tenant.create_product(title="A")
     b = tenant.create_product(title="B")
     tenant.patch(f"/products/{a['id']}", json={"title": "A2"})
-    other_actor = Tenant(tenant.base_url, tenant_id=tenant.tenant_id, org_id=tenant.org_id,
-                         subject="robot")
+    other_actor = Tenant(
+        tenant.base_url, tenant_id=tenant.tenant_id, org_id=tenant.org_id, subject="robot"
+    )
     other_actor.patch(f"/products/{b['id']}", json={"title": "B2"})
 
     def actions(**params: str) -> list[tuple[str, str]]:
@@ -64,13 +77,17 @@ def test_audit_filters(tenant: Tenant) -> None:
         return [(e["action"], e["entity_id"]) for e in response.json()]
 
     assert actions(action="PRODUCT_UPDATED") == [
-        ("PRODUCT_UPDATED", b["id"]), ("PRODUCT_UPDATED", a["id"]),
+        ("PRODUCT_UPDATED", b["id"]),
+        ("PRODUCT_UPDATED", a["id"]),
     ]
-    assert actions(entity_id=a["id"]) == [("PRODUCT_UPDATED", a["id"]),
-                                          ("PRODUCT_CREATED", a["id"])]
+    assert actions(entity_id=a["id"]) == [
+        ("PRODUCT_UPDATED", a["id"]),
+        ("PRODUCT_CREATED", a["id"]),
+    ]
     assert actions(actor="robot") == [("PRODUCT_UPDATED", b["id"])]
     assert actions(entity_type="product", action="PRODUCT_CREATED") == [
-        ("PRODUCT_CREATED", b["id"]), ("PRODUCT_CREATED", a["id"]),
+        ("PRODUCT_CREATED", b["id"]),
+        ("PRODUCT_CREATED", a["id"]),
     ]
     everything = tenant.get("/audit").json()
     middle = everything[1]["occurred_at"]
@@ -85,8 +102,14 @@ def test_audit_filters(tenant: Tenant) -> None:
 
 @pytest.mark.parametrize(
     "params",
-    [{"action": "PRODUCT_EXPLODED"}, {"entity_type": "spaceship"}, {"entity_id": "nope"},
-     {"since": "last week"}, {"limit": "0"}, {"cursor": "!!"}],
+    [
+        {"action": "PRODUCT_EXPLODED"},
+        {"entity_type": "spaceship"},
+        {"entity_id": "nope"},
+        {"since": "last week"},
+        {"limit": "0"},
+        {"cursor": "!!"},
+    ],
 )
 def test_bad_audit_filters_are_400(tenant: Tenant, params: dict[str, str]) -> None:
     assert_problem(tenant.get("/audit", params=params), 400)

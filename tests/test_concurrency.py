@@ -9,9 +9,9 @@ from tests.conftest import Tenant
 
 def test_twenty_concurrent_creates_all_land_and_are_listed(tenant: Tenant) -> None:
     with ThreadPoolExecutor(max_workers=20) as pool:
-        responses = list(pool.map(
-            lambda i: tenant.post("/products", json={"title": f"Item {i}"}), range(20)
-        ))
+        responses = list(
+            pool.map(lambda i: tenant.post("/products", json={"title": f"Item {i}"}), range(20))
+        )
     assert [r.status_code for r in responses] == [201] * 20
     created = {r.json()["id"] for r in responses}
     listed = {p["id"] for p in tenant.get("/products").json()}
@@ -23,12 +23,14 @@ def test_concurrent_if_match_updates_have_exactly_one_winner_per_version(tenant:
     path = f"/products/{product['id']}"
     for version in (1, 2, 3):
         with ThreadPoolExecutor(max_workers=10) as pool:
-            responses = list(pool.map(
-                lambda i, v=version: tenant.patch(  # type: ignore[misc]
-                    path, json={"title": f"v{v} writer {i}"}, headers={"If-Match": f'"{v}"'}
-                ),
-                range(10),
-            ))
+            responses = list(
+                pool.map(
+                    lambda i, v=version: tenant.patch(  # type: ignore[misc]
+                        path, json={"title": f"v{v} writer {i}"}, headers={"If-Match": f'"{v}"'}
+                    ),
+                    range(10),
+                )
+            )
         codes = sorted(r.status_code for r in responses)
         assert codes == [200] + [412] * 9, codes
         winner = next(r for r in responses if r.status_code == 200).json()
@@ -40,9 +42,9 @@ def test_concurrent_updates_without_if_match_lose_nothing(tenant: Tenant) -> Non
     product = tenant.create_product(title="Shared", attributes={})
     path = f"/products/{product['id']}"
     with ThreadPoolExecutor(max_workers=12) as pool:
-        responses = list(pool.map(
-            lambda i: tenant.patch(path, json={"attributes": {f"k{i}": i}}), range(12)
-        ))
+        responses = list(
+            pool.map(lambda i: tenant.patch(path, json={"attributes": {f"k{i}": i}}), range(12))
+        )
     assert all(r.status_code == 200 for r in responses), [r.text for r in responses]
     final = tenant.get(path).json()
     # Every writer's key survived: merges were retried from fresh state, never overwritten.

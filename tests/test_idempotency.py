@@ -55,7 +55,8 @@ def test_a_key_still_in_flight_is_409(tenant: Tenant, service: Service) -> None:
     with psycopg.connect(service.database_url, autocommit=True) as conn:
         conn.execute(
             "UPDATE idempotency_keys SET state = 'in_flight', locked_until = now() + interval"
-            " '1 minute' WHERE tenant_id = %s AND key = %s", (tenant.tenant_id, key),
+            " '1 minute' WHERE tenant_id = %s AND key = %s",
+            (tenant.tenant_id, key),
         )
     retry = tenant.post("/products", json={"title": "A"}, headers={"Idempotency-Key": key})
     assert_problem(retry, 409)
@@ -65,12 +66,16 @@ def test_a_key_still_in_flight_is_409(tenant: Tenant, service: Service) -> None:
 def test_concurrent_retries_with_one_key_create_one_product(tenant: Tenant) -> None:
     key = str(uuid.uuid4())
     with ThreadPoolExecutor(max_workers=8) as pool:
-        responses = list(pool.map(
-            lambda _: tenant.post("/products", content=b'{"title":"Race"}',
-                                  headers={"Idempotency-Key": key,
-                                           "Content-Type": "application/json"}),
-            range(8),
-        ))
+        responses = list(
+            pool.map(
+                lambda _: tenant.post(
+                    "/products",
+                    content=b'{"title":"Race"}',
+                    headers={"Idempotency-Key": key, "Content-Type": "application/json"},
+                ),
+                range(8),
+            )
+        )
     codes = {r.status_code for r in responses}
     assert codes <= {201, 409}, codes
     assert 201 in codes

@@ -101,7 +101,9 @@ def test_an_org_not_in_the_token_is_403(tenant: Tenant) -> None:
 
 def test_a_read_only_token_cannot_write(tenant: Tenant) -> None:
     token = tenant.token(scopes=["pim:read"])
-    response = tenant.post("/products", json={"title": "x"}, headers={"Authorization": f"Bearer {token}"})
+    response = tenant.post(
+        "/products", json={"title": "x"}, headers={"Authorization": f"Bearer {token}"}
+    )
     assert_problem(response, 403)
     assert tenant.get("/products", headers={"Authorization": f"Bearer {token}"}).status_code == 200
 
@@ -112,7 +114,9 @@ def test_a_token_without_any_pim_scope_cannot_read(tenant: Tenant) -> None:
     assert_problem(response, 403)
 
 
-def test_another_tenants_product_is_404_for_every_verb(tenant: Tenant, other_tenant: Tenant) -> None:
+def test_another_tenants_product_is_404_for_every_verb(
+    tenant: Tenant, other_tenant: Tenant
+) -> None:
     product = tenant.create_product(title="Secret")
     path = f"/products/{product['id']}"
     assert_problem(other_tenant.get(path), 404)
@@ -158,9 +162,11 @@ def _claims(**extra: object) -> dict[str, object]:
 
 def test_rs256_tokens_verify_with_a_public_key_and_hs256_forgeries_do_not() -> None:
     private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    public_pem = private.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    public_pem = (
+        private.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     verifier = TokenVerifier(public_key=public_pem)
     principal = verifier.verify(jwt.encode(_claims(), private, algorithm="RS256"))
     assert principal.subject == "u1"
@@ -192,7 +198,10 @@ def test_issuer_and_audience_are_checked_when_configured() -> None:
     verifier = TokenVerifier(secret="s" * 32, issuer="https://idp", audience="pim")
     good = jwt.encode(_claims(iss="https://idp", aud="pim"), "s" * 32, algorithm="HS256")
     assert verifier.verify(good).subject == "u1"
-    for claims in (_claims(iss="https://evil", aud="pim"), _claims(iss="https://idp", aud="x"),
-                   _claims()):
+    for claims in (
+        _claims(iss="https://evil", aud="pim"),
+        _claims(iss="https://idp", aud="x"),
+        _claims(),
+    ):
         with pytest.raises(InvalidToken):
             verifier.verify(jwt.encode(claims, "s" * 32, algorithm="HS256"))

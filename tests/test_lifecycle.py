@@ -33,8 +33,9 @@ def test_a_restart_keeps_products_audit_and_idempotency_keys(
         product = tenant.create_product(title="Durable")
         tenant.patch(f"/products/{product['id']}", json={"status": "DRAFT"})
         replay_key = str(uuid.uuid4())
-        original = tenant.post("/products", json={"title": "Keyed"},
-                               headers={"Idempotency-Key": replay_key})
+        original = tenant.post(
+            "/products", json={"title": "Keyed"}, headers={"Idempotency-Key": replay_key}
+        )
     finally:
         first.stop()
 
@@ -45,8 +46,9 @@ def test_a_restart_keeps_products_audit_and_idempotency_keys(
         assert fetched["status"] == "DRAFT" and fetched["version"] == 2
         assert len(tenant.get("/products").json()) == 2
         assert len(tenant.get("/audit").json()) == 3
-        replayed = tenant.post("/products", json={"title": "Keyed"},
-                               headers={"Idempotency-Key": replay_key})
+        replayed = tenant.post(
+            "/products", json={"title": "Keyed"}, headers={"Idempotency-Key": replay_key}
+        )
         assert replayed.status_code == 201
         assert replayed.json() == original.json()
         assert len(tenant.get("/products").json()) == 2
@@ -57,19 +59,27 @@ def test_a_restart_keeps_products_audit_and_idempotency_keys(
 @pytest.mark.slow
 def test_pim_serve_alone_starts_embedded_postgres_and_redis_and_keeps_data(tmp_path: Path) -> None:
     data_dir = tmp_path / "pim-data"
-    env = {"PIM_DATA_DIR": str(data_dir), "PIM_LOG_LEVEL": "warning",
-           "PIM_DATABASE_URL": "", "PIM_REDIS_URL": "", "PIM_JWT_SECRET": ""}
+    env = {
+        "PIM_DATA_DIR": str(data_dir),
+        "PIM_LOG_LEVEL": "warning",
+        "PIM_DATABASE_URL": "",
+        "PIM_REDIS_URL": "",
+        "PIM_JWT_SECRET": "",
+    }
     service = start_service(env, tmp_path / "embedded.log", timeout=120)
     try:
         tenant_id, org_id = str(uuid.uuid4()), str(uuid.uuid4())
         token = subprocess.run(
             [PIM, "token", "--tenant", tenant_id, "--org", org_id],
-            env={**os.environ, **env}, capture_output=True, text=True, check=True,
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
-        headers = {"Authorization": f"Bearer {token}", "X-Tenant-ID": tenant_id,
-                   "X-Org-ID": org_id}
-        created = httpx.post(f"{service.base_url}/api/v1/pim/products", headers=headers,
-                             json={"title": "Embedded"})
+        headers = {"Authorization": f"Bearer {token}", "X-Tenant-ID": tenant_id, "X-Org-ID": org_id}
+        created = httpx.post(
+            f"{service.base_url}/api/v1/pim/products", headers=headers, json={"title": "Embedded"}
+        )
         assert created.status_code == 201, created.text
         ready = httpx.get(f"{service.base_url}/readyz")
         assert ready.status_code == 200, ready.text
@@ -88,14 +98,18 @@ def test_pim_serve_alone_starts_embedded_postgres_and_redis_and_keeps_data(tmp_p
         again.stop()
 
 
-def test_audit_replay_streams_a_tenants_events_as_ndjson(tenant: Tenant, other_tenant: Tenant,
-                                                         service_env: dict[str, str]) -> None:
+def test_audit_replay_streams_a_tenants_events_as_ndjson(
+    tenant: Tenant, other_tenant: Tenant, service_env: dict[str, str]
+) -> None:
     product = tenant.create_product(title="Replayed")
     tenant.patch(f"/products/{product['id']}", json={"title": "Replayed twice"})
     other_tenant.create_product(title="Not mine")
     result = subprocess.run(
         [PIM, "audit", "replay", "--tenant", tenant.tenant_id],
-        env={**os.environ, **service_env}, capture_output=True, text=True, check=True,
+        env={**os.environ, **service_env},
+        capture_output=True,
+        text=True,
+        check=True,
     )
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [e["action"] for e in lines] == ["PRODUCT_CREATED", "PRODUCT_UPDATED"]
@@ -109,11 +123,13 @@ def test_the_openapi_document_describes_the_api(tenant: Tenant) -> None:
     assert doc["openapi"].startswith("3.1")
     post = doc["paths"]["/api/v1/pim/products"]["post"]
     assert post["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(
-        "ProductInput")
+        "ProductInput"
+    )
     assert "ProductInput" in doc["components"]["schemas"]
     params = {p["name"] for p in post["parameters"]}
     assert {"X-Tenant-ID", "X-Org-ID", "Idempotency-Key"} <= params
     assert {"201", "400", "401", "403", "409", "413", "415", "422"} <= set(post["responses"])
-    assert "If-Match" in {p["name"] for p in
-                          doc["paths"]["/api/v1/pim/products/{product_id}"]["patch"]["parameters"]}
+    assert "If-Match" in {
+        p["name"] for p in doc["paths"]["/api/v1/pim/products/{product_id}"]["patch"]["parameters"]
+    }
     assert httpx.get(f"{tenant.base_url}/schema").status_code == 200

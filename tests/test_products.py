@@ -27,9 +27,7 @@ def test_create_returns_201_the_resource_an_absolute_location_and_an_etag(tenant
     assert body["version"] == 1
     uuid.UUID(body["id"])
     assert RFC3339_UTC.match(body["created_at"]) and body["created_at"] == body["updated_at"]
-    assert response.headers["location"] == (
-        f"{tenant.base_url}/api/v1/pim/products/{body['id']}"
-    )
+    assert response.headers["location"] == (f"{tenant.base_url}/api/v1/pim/products/{body['id']}")
     assert response.headers["etag"] == '"1"'
     fetched = httpx.get(response.headers["location"], headers=tenant.headers())
     assert fetched.status_code == 200
@@ -38,10 +36,17 @@ def test_create_returns_201_the_resource_an_absolute_location_and_an_etag(tenant
 
 
 def test_read_only_fields_in_a_body_are_ignored_so_get_edit_put_works(tenant: Tenant) -> None:
-    created = tenant.post("/products", json={
-        "title": "Mug", "id": str(uuid.uuid4()), "version": 99, "variant_count": 7,
-        "created_at": "2000-01-01T00:00:00Z", "updated_at": "2000-01-01T00:00:00Z",
-    }).json()
+    created = tenant.post(
+        "/products",
+        json={
+            "title": "Mug",
+            "id": str(uuid.uuid4()),
+            "version": 99,
+            "variant_count": 7,
+            "created_at": "2000-01-01T00:00:00Z",
+            "updated_at": "2000-01-01T00:00:00Z",
+        },
+    ).json()
     assert created["version"] == 1 and created["variant_count"] == 0
     assert created["created_at"].startswith(str(datetime.now().year))
     edited = {**created, "title": "Big mug"}
@@ -75,8 +80,9 @@ def test_read_only_fields_in_a_body_are_ignored_so_get_edit_put_works(tenant: Te
         ({"title": "ok", "colour": "red"}, "colour", 422),
     ],
 )
-def test_bad_fields_are_422_naming_the_field(tenant: Tenant, body: dict[str, object],
-                                            field: str, status: int) -> None:
+def test_bad_fields_are_422_naming_the_field(
+    tenant: Tenant, body: dict[str, object], field: str, status: int
+) -> None:
     response = tenant.post("/products", json=body)
     problem = assert_problem(response, status, field)
     assert problem["errors"][0]["code"]
@@ -90,9 +96,7 @@ def test_unicode_titles_are_kept_exactly(tenant: Tenant) -> None:
     assert tenant.create_product(title="é" * 255)["title"] == "é" * 255
 
 
-@pytest.mark.parametrize(
-    "raw", [b"{bad json", b'{"title": "x"} trailing', b"[", b"\xff\xfe"]
-)
+@pytest.mark.parametrize("raw", [b"{bad json", b'{"title": "x"} trailing', b"[", b"\xff\xfe"])
 def test_malformed_json_is_400(tenant: Tenant, raw: bytes) -> None:
     response = tenant.post("/products", content=raw, headers={"Content-Type": "application/json"})
     assert_problem(response, 400)
@@ -103,8 +107,11 @@ def test_a_json_body_that_is_not_an_object_is_422(tenant: Tenant) -> None:
 
 
 def test_a_non_json_content_type_is_415(tenant: Tenant) -> None:
-    response = tenant.post("/products", content=b"title=x",
-                           headers={"Content-Type": "application/x-www-form-urlencoded"})
+    response = tenant.post(
+        "/products",
+        content=b"title=x",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert_problem(response, 415)
 
 
@@ -131,14 +138,19 @@ def test_an_unknown_route_is_404_problem(tenant: Tenant) -> None:
 
 def test_updates_follow_json_merge_patch(tenant: Tenant) -> None:
     product = tenant.create_product(
-        title="Jacket", description="Warm", category="outerwear",
+        title="Jacket",
+        description="Warm",
+        category="outerwear",
         attributes={"color": "red", "size": "M"},
     )
     path = f"/products/{product['id']}"
-    updated = tenant.patch(path, json={
-        "description": None,  # null clears
-        "attributes": {"size": None, "material": "wool"},  # merge by key, null removes
-    }).json()
+    updated = tenant.patch(
+        path,
+        json={
+            "description": None,  # null clears
+            "attributes": {"size": None, "material": "wool"},  # merge by key, null removes
+        },
+    ).json()
     assert updated["title"] == "Jacket"  # absent stays
     assert updated["description"] is None
     assert updated["category"] == "outerwear"
@@ -236,15 +248,23 @@ def test_list_filters_combine_and_bad_values_are_400(tenant: Tenant) -> None:
     assert titles(brand_id=str(uuid.uuid4())) == []
     assert titles(updated_since=a["created_at"]) == ["Red Shoe", "Blue shoe", "Red hat"]
     assert titles(updated_since="2999-01-01T00:00:00Z") == []
-    for params in ({"status": "LIVE"}, {"brand_id": "x"}, {"updated_since": "yesterday"},
-                   {"category": "Not Slug"}):
+    for params in (
+        {"status": "LIVE"},
+        {"brand_id": "x"},
+        {"updated_since": "yesterday"},
+        {"category": "Not Slug"},
+    ):
         problem = assert_problem(tenant.get("/products", params=params), 400)
         assert next(iter(params)) in problem["detail"]
 
 
 def test_attributes_keep_their_json_types(tenant: Tenant) -> None:
-    product = tenant.create_product(attributes={"weight": 1.5, "count": 3, "eco": True,
-                                                "color": "red"})
+    product = tenant.create_product(
+        attributes={"weight": 1.5, "count": 3, "eco": True, "color": "red"}
+    )
     assert tenant.get(f"/products/{product['id']}").json()["attributes"] == {
-        "weight": 1.5, "count": 3, "eco": True, "color": "red",
+        "weight": 1.5,
+        "count": 3,
+        "eco": True,
+        "color": "red",
     }

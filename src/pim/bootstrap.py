@@ -8,10 +8,10 @@ from typing import Any
 
 from psycopg_pool import ConnectionPool
 
+from pim.api.idempotency import IDEMPOTENCY_DDL
 from pim.auth.tokens import TokenVerifier, load_or_create_secret
 from pim.commands.bus import CommandBus
 from pim.eventstore import CatalogApplication, CatalogStore
-from pim.api.idempotency import IDEMPOTENCY_DDL
 from pim.infra.database import eventsourcing_env, migration_lock, run_ddl
 from pim.projections.products import ProductsView
 from pim.projections.runner import Projector
@@ -69,7 +69,11 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
         if migrate:
             run_ddl(conn, [*AUDIT_DDL, *projector_ddl, *IDEMPOTENCY_DDL])
     projection_pool: ConnectionPool[Any] = ConnectionPool(
-        database_url, min_size=1, max_size=4, kwargs=connection_kwargs(), open=True,
+        database_url,
+        min_size=1,
+        max_size=4,
+        kwargs=connection_kwargs(),
+        open=True,
         name="projections",
     )
     projector = Projector(projection_pool, store, [ProductsView()])

@@ -54,8 +54,17 @@ def cmd_token(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     secret = settings.jwt_secret or load_or_create_secret(settings.data_dir)
     scopes = args.scope or [SCOPE_READ, SCOPE_WRITE]
-    print(mint_token(secret, tenant_id=args.tenant, org_ids=args.org, scopes=scopes,
-                     subject=args.sub, email=args.email, ttl_s=args.ttl))
+    print(
+        mint_token(
+            secret,
+            tenant_id=args.tenant,
+            org_ids=args.org,
+            scopes=scopes,
+            subject=args.sub,
+            email=args.email,
+            ttl_s=args.ttl,
+        )
+    )
     return 0
 
 
@@ -76,12 +85,14 @@ def cmd_audit_replay(args: argparse.Namespace) -> int:
             with psycopg.connect(services.database_url, autocommit=True) as conn:
                 after: int | None = None
                 while True:
-                    query, params = build_log_query(tenant, filters, newest_first=False,
-                                                    after=after, limit=1000)
+                    query, params = build_log_query(
+                        tenant, filters, newest_first=False, after=after, limit=1000
+                    )
                     rows = conn.execute(query, params).fetchall()
                     for row in rows:
-                        entry = to_entry(services.store, row[0], row[1], row[2], row[3],
-                                         bytes(row[4]))
+                        entry = to_entry(
+                            services.store, row[0], row[1], row[2], row[3], bytes(row[4])
+                        )
                         out.write(encoder.encode(entry) + b"\n")
                     if len(rows) < 1000:
                         break

@@ -30,11 +30,12 @@ class CatalogStore:
     def __init__(self, app: CatalogApplication) -> None:
         self.app = app
 
-    def load(self, cls: type[TEntity], actor: Actor, entity_id: str,
-             *, version: int | None = None) -> TEntity:
+    def load(
+        self, cls: type[TEntity], actor: Actor, entity_id: str, *, version: int | None = None
+    ) -> TEntity:
         """The tenant's live entity, or NotFound: another tenant's id is simply not there."""
         try:
-            aggregate = self.app.repository.get(
+            aggregate: Any = self.app.repository.get(
                 aggregate_id(actor.tenant_id, entity_id), version=version
             )
         except AggregateNotFoundError:
@@ -52,6 +53,7 @@ class CatalogStore:
 
     def decode(self, originator_id: str, version: int, topic: str, state: bytes) -> Any:
         return self.app.mapper.to_domain_event(
-            StoredEvent(originator_id=originator_id, originator_version=version,
-                        topic=topic, state=state)
+            StoredEvent(
+                originator_id=originator_id, originator_version=version, topic=topic, state=state
+            )
         )

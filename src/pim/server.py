@@ -51,8 +51,13 @@ def serve_workers(settings: Settings, workers: int) -> None:
         os.environ["PIM_DATABASE_URL"] = resolved.database_url or ""
         os.environ["PIM_REDIS_URL"] = resolved.redis_url or ""
         uvicorn.run(
-            "pim.server:asgi_from_env", factory=True, workers=workers, host=resolved.host,
-            port=resolved.port, log_level="warning", access_log=False,
+            "pim.server:asgi_from_env",
+            factory=True,
+            workers=workers,
+            host=resolved.host,
+            port=resolved.port,
+            log_level="warning",
+            access_log=False,
         )
 
 

@@ -33,8 +33,9 @@ def field_error_from_msgspec(message: str) -> FieldError:
     text = message[: match.start()] if match else message
     named = _FIELD_NAME.search(text)
     if text.startswith("Object contains unknown field"):
-        return FieldError(_join(path, named and named.group("name")), "unknown_field",
-                          "is not a known field")
+        return FieldError(
+            _join(path, named and named.group("name")), "unknown_field", "is not a known field"
+        )
     if text.startswith("Object missing required field"):
         return FieldError(_join(path, named and named.group("name")), "required", "is required")
     field = _join(path, None)
@@ -44,9 +45,18 @@ def field_error_from_msgspec(message: str) -> FieldError:
         return FieldError(field, "too_short", text[0].lower() + text[1:])
     if text.startswith("Invalid enum value"):
         return FieldError(field, "invalid_choice", text[0].lower() + text[1:])
-    if text.startswith(("Expected `int` >", "Expected `int` <", "Expected `float` >",
-                        "Expected `float` <", "Expected `number` >", "Expected `number` <",
-                        "Number out of range", "Expected `array` of length")):
+    if text.startswith(
+        (
+            "Expected `int` >",
+            "Expected `int` <",
+            "Expected `float` >",
+            "Expected `float` <",
+            "Expected `number` >",
+            "Expected `number` <",
+            "Number out of range",
+            "Expected `array` of length",
+        )
+    ):
         return FieldError(field, "out_of_range", text[0].lower() + text[1:])
     if text.startswith("Expected"):
         return FieldError(field, "invalid_type", text[0].lower() + text[1:])
@@ -57,12 +67,14 @@ def is_json_media_type(content_type: str | None) -> bool:
     if not content_type:
         return True  # lenient: a bare body is read as JSON
     media = content_type.split(";", 1)[0].strip().lower()
-    return media == "application/json" or (media.startswith("application/") and
-                                          media.endswith("+json"))
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
 
 
-def decode_body(body: bytes, content_type: str | None, type_: type[T],
-                *, required: bool = True) -> T | None:
+def decode_body(
+    body: bytes, content_type: str | None, type_: type[T], *, required: bool = True
+) -> T | None:
     """Decode a JSON body strictly (no type coercion, unknown fields rejected)."""
     if len(body) > MAX_BODY_BYTES:
         raise ApiError(413, "request body exceeds the 10 MiB limit")
@@ -71,8 +83,11 @@ def decode_body(body: bytes, content_type: str | None, type_: type[T],
             raise ApiError(400, "request body must be a JSON object", slug="malformed-json")
         return None
     if not is_json_media_type(content_type):
-        raise ApiError(415, f"content type '{content_type}' is not supported; send application/json",
-                       slug="unsupported-media-type")
+        raise ApiError(
+            415,
+            f"content type '{content_type}' is not supported; send application/json",
+            slug="unsupported-media-type",
+        )
     try:
         return msgspec.json.decode(body, type=type_)
     except msgspec.ValidationError as exc:
@@ -80,14 +95,17 @@ def decode_body(body: bytes, content_type: str | None, type_: type[T],
         try:
             msgspec.json.decode(body)
         except msgspec.DecodeError as syntax:
-            raise ApiError(400, f"request body is not valid JSON: {syntax}",
-                           slug="malformed-json") from None
+            raise ApiError(
+                400, f"request body is not valid JSON: {syntax}", slug="malformed-json"
+            ) from None
         error = field_error_from_msgspec(str(exc))
-        raise ApiError(422, f"{error.field}: {error.message}", slug="validation-error",
-                       errors=[error]) from None
+        raise ApiError(
+            422, f"{error.field}: {error.message}", slug="validation-error", errors=[error]
+        ) from None
     except msgspec.DecodeError as exc:
-        raise ApiError(400, f"request body is not valid JSON: {exc}", slug="malformed-json") \
-            from None
+        raise ApiError(
+            400, f"request body is not valid JSON: {exc}", slug="malformed-json"
+        ) from None
 
 
 def provided_fields(struct: msgspec.Struct, *, ignore: frozenset[str]) -> dict[str, Any]:

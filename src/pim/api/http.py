@@ -10,8 +10,8 @@ from litestar import Request
 
 from pim.api.identity import RequestContext
 from pim.api.problems import ApiError
-from pim.bootstrap import Services
 from pim.api.reads import ReadSide
+from pim.bootstrap import Services
 from pim.domain.errors import NotFound
 
 API_PREFIX = "/api/v1/pim"

@@ -10,7 +10,17 @@ import hashlib
 from typing import Any
 
 import msgspec
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.enums import ScopeType
+from litestar.types import (
+    ASGIApp,
+    HTTPResponseBodyEvent,
+    HTTPResponseStartEvent,
+    Message,
+    Receive,
+    ReceiveMessage,
+    Scope,
+    Send,
+)
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
@@ -65,15 +75,15 @@ class IdempotencyMiddleware:
         self.pool: AsyncConnectionPool[AsyncConnection[Any]] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        key = _header(scope, b"idempotency-key") if scope["type"] == "http" else None
+        key = _header(scope, b"idempotency-key") if scope["type"] == ScopeType.HTTP else None
         context = scope.get("user")
-        if key is None or scope.get("method") != "POST" or not isinstance(context,
-                                                                          RequestContext):
+        if key is None or scope.get("method") != "POST" or not isinstance(context, RequestContext):
             await self.app(scope, receive, send)
             return
         if not 1 <= len(key) <= MAX_KEY_LENGTH:
-            raise ApiError(400, "Idempotency-Key must be 1 to 255 characters",
-                           slug="invalid-header")
+            raise ApiError(
+                400, "Idempotency-Key must be 1 to 255 characters", slug="invalid-header"
+            )
         if self.pool is None:
             self.pool = scope["app"].state.reads.pool
         body = await self._read_body(receive)
@@ -97,7 +107,7 @@ class IdempotencyMiddleware:
 
         sent = False
 
-        async def replay_body() -> Message:
+        async def replay_body() -> ReceiveMessage:
             nonlocal sent
             if not sent:
                 sent = True
@@ -114,14 +124,20 @@ class IdempotencyMiddleware:
             return
         headers = [
             [k.decode("latin-1"), v.decode("latin-1")]
-            for k, v in captured["headers"] if k.lower() not in _NOT_REPLAYED_HEADERS
+            for k, v in captured["headers"]
+            if k.lower() not in _NOT_REPLAYED_HEADERS
         ]
         async with self._pool().connection() as conn:
             await conn.execute(
                 "UPDATE idempotency_keys SET state = 'done', status_code = %s,"
                 " response_headers = %s, response_body = %s WHERE tenant_id = %s AND key = %s",
-                (captured["status"], msgspec.json.encode(headers).decode(),
-                 b"".join(captured["body"]), tenant, key),
+                (
+                    captured["status"],
+                    msgspec.json.encode(headers).decode(),
+                    b"".join(captured["body"]),
+                    tenant,
+                    key,
+                ),
             )
 
     def _pool(self) -> AsyncConnectionPool[AsyncConnection[Any]]:
@@ -136,7 +152,7 @@ class IdempotencyMiddleware:
             message = await receive()
             if message["type"] == "http.disconnect":
                 break
-            chunk = message.get("body", b"")
+            chunk: bytes = message.get("body", b"")  # type: ignore[assignment]
             size += len(chunk)
             if size > MAX_BODY_BYTES:
                 raise ApiError(413, "request body exceeds the 10 MiB limit")
@@ -154,15 +170,16 @@ class IdempotencyMiddleware:
         async with self._pool().connection() as conn:
             await conn.execute(
                 "DELETE FROM idempotency_keys WHERE tenant_id = %s AND key = %s AND state ="
-                " 'in_flight'", (tenant, key),
+                " 'in_flight'",
+                (tenant, key),
             )
 
-    async def _replay_or_refuse(self, tenant: str, key: str, fingerprint: str,
-                                send: Send) -> None:
+    async def _replay_or_refuse(self, tenant: str, key: str, fingerprint: str, send: Send) -> None:
         async with self._pool().connection() as conn:
             cur = await conn.execute(
                 "SELECT fingerprint, state, status_code, response_headers, response_body"
-                " FROM idempotency_keys WHERE tenant_id = %s AND key = %s", (tenant, key),
+                " FROM idempotency_keys WHERE tenant_id = %s AND key = %s",
+                (tenant, key),
             )
             row = await cur.fetchone()
         if row is None:  # expired and removed between our claim and this read: rare
@@ -175,9 +192,22 @@ class IdempotencyMiddleware:
                 slug="idempotency-key-reused",
             )
         if state != "done":
-            raise ApiError(409, "a request with this Idempotency-Key is still in progress",
-                           slug="idempotency-key-in-flight")
+            raise ApiError(
+                409,
+                "a request with this Idempotency-Key is still in progress",
+                slug="idempotency-key-in-flight",
+            )
         raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
         raw_headers.append((b"idempotent-replayed", b"true"))
-        await send({"type": "http.response.start", "status": status, "headers": raw_headers})
-        await send({"type": "http.response.body", "body": bytes(response_body)})
+        start: HTTPResponseStartEvent = {
+            "type": "http.response.start",
+            "status": int(status),
+            "headers": raw_headers,
+        }
+        await send(start)
+        end: HTTPResponseBodyEvent = {
+            "type": "http.response.body",
+            "body": bytes(response_body),
+            "more_body": False,
+        }
+        await send(end)

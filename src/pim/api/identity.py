@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID, uuid4
 
+from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from pim.api.problems import ApiError
@@ -69,8 +70,9 @@ def authenticate(scope: Scope, verifier: TokenVerifier, request_id: str) -> Requ
     if tenant_id != principal.tenant_id:
         raise ApiError(403, "the token does not grant access to this tenant", slug="forbidden")
     if org_id not in principal.org_ids:
-        raise ApiError(403, "the token does not grant access to this organization",
-                       slug="forbidden")
+        raise ApiError(
+            403, "the token does not grant access to this organization", slug="forbidden"
+        )
     method = scope.get("method", "GET")
     if method in WRITE_METHODS and not principal.can_write():
         raise ApiError(403, "this operation requires the pim:write scope", slug="forbidden")
@@ -96,12 +98,12 @@ class IdentityMiddleware:
         self.verifier = verifier
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
         supplied = _header(scope, b"x-request-id")
         request_id = supplied if supplied and _REQUEST_ID.match(supplied) else str(uuid4())
-        state: dict[str, Any] = scope.setdefault("state", {})  # type: ignore[typeddict-item]
+        state: dict[str, Any] = scope.setdefault("state", {})
         state["request_id"] = request_id
         if not scope["path"].startswith(PUBLIC_PATHS):
             scope["user"] = authenticate(scope, self.verifier, request_id)

@@ -48,8 +48,9 @@ def body_of(struct: type[msgspec.Struct]) -> type[Operation]:
 
 
 def _problem(description: str) -> ResponseSpec:
-    return ResponseSpec(Problem, description=description, media_type=PROBLEM_MEDIA_TYPE,
-                        generate_examples=False)
+    return ResponseSpec(
+        Problem, description=description, media_type=PROBLEM_MEDIA_TYPE, generate_examples=False
+    )
 
 
 _COMMON = {
@@ -69,20 +70,32 @@ WRITE_RESPONSES: dict[int, ResponseSpec] = {
 }
 
 _IDENTITY_PARAMETERS = [
-    {"name": "X-Tenant-ID", "in": "header", "required": True,
-     "description": "The tenant (must equal the token's tenant_id)",
-     "schema": {"type": "string", "format": "uuid"}},
-    {"name": "X-Org-ID", "in": "header", "required": True,
-     "description": "The acting organization (must be in the token's org_ids)",
-     "schema": {"type": "string", "format": "uuid"}},
+    {
+        "name": "X-Tenant-ID",
+        "in": "header",
+        "required": True,
+        "description": "The tenant (must equal the token's tenant_id)",
+        "schema": {"type": "string", "format": "uuid"},
+    },
+    {
+        "name": "X-Org-ID",
+        "in": "header",
+        "required": True,
+        "description": "The acting organization (must be in the token's org_ids)",
+        "schema": {"type": "string", "format": "uuid"},
+    },
 ]
 _IDEMPOTENCY_PARAMETER = {
-    "name": "Idempotency-Key", "in": "header", "required": False,
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
     "description": "Replays the first response for 24 h (per tenant)",
     "schema": {"type": "string", "maxLength": 255},
 }
 _IF_MATCH_PARAMETER = {
-    "name": "If-Match", "in": "header", "required": False,
+    "name": "If-Match",
+    "in": "header",
+    "required": False,
     "description": 'Entity tag "<version>"; 412 when stale',
     "schema": {"type": "string"},
 }

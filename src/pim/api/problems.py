@@ -92,8 +92,9 @@ def problem_response(
 
 
 def _api_error(_: Request[Any, Any, Any], exc: ApiError) -> Response[bytes]:
-    return problem_response(exc.status, exc.detail, slug=exc.slug, errors=exc.errors,
-                            headers=exc.headers)
+    return problem_response(
+        exc.status, exc.detail, slug=exc.slug, errors=exc.errors, headers=exc.headers
+    )
 
 
 def _domain_error(_: Request[Any, Any, Any], exc: DomainError) -> Response[bytes]:
@@ -119,11 +120,15 @@ def _invalid_query(_: Request[Any, Any, Any], exc: InvalidQuery) -> Response[byt
 
 def _http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
     status = exc.status_code
-    detail = exc.detail if exc.detail and exc.detail != HTTPStatus(status).phrase else {
-        404: "no such resource",
-        405: "method not allowed on this resource",
-        413: "request body exceeds the 10 MiB limit",
-    }.get(status, HTTPStatus(status).phrase)
+    detail = (
+        exc.detail
+        if exc.detail and exc.detail != HTTPStatus(status).phrase
+        else {
+            404: "no such resource",
+            405: "method not allowed on this resource",
+            413: "request body exceeds the 10 MiB limit",
+        }.get(status, HTTPStatus(status).phrase)
+    )
     headers = dict(exc.headers or {})
     if isinstance(exc, NotAuthorizedException) or status == 401:
         headers.setdefault("WWW-Authenticate", "Bearer")
@@ -135,8 +140,9 @@ def _http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Response[b
 
 def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return problem_response(500, "internal error; the request was not completed",
-                            slug="internal-error")
+    return problem_response(
+        500, "internal error; the request was not completed", slug="internal-error"
+    )
 
 
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {

@@ -37,13 +37,13 @@ class ProductInput(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     GET -> edit -> PUT works."""
 
     title: str | msgspec.UnsetType = UNSET
-    description: str | None | msgspec.UnsetType = UNSET
-    category: str | None | msgspec.UnsetType = UNSET
-    status: Literal["ACTIVE", "DRAFT", "ARCHIVED"] | None | msgspec.UnsetType = UNSET
-    brand_id: UUID | None | msgspec.UnsetType = UNSET
-    template_id: UUID | None | msgspec.UnsetType = UNSET
+    description: str | msgspec.UnsetType | None = UNSET
+    category: str | msgspec.UnsetType | None = UNSET
+    status: Literal["ACTIVE", "DRAFT", "ARCHIVED"] | msgspec.UnsetType | None = UNSET
+    brand_id: UUID | msgspec.UnsetType | None = UNSET
+    template_id: UUID | msgspec.UnsetType | None = UNSET
     # values are checked by the domain, so errors can name the key (attributes.color)
-    attributes: dict[str, Any] | None | msgspec.UnsetType = UNSET
+    attributes: dict[str, Any] | msgspec.UnsetType | None = UNSET
     # read-only, ignored
     id: Any = UNSET
     version: Any = UNSET
@@ -71,7 +71,7 @@ class ProductController(Controller):
 
     @get("/", responses=READ_RESPONSES, summary="List products")
     async def list_products(self, request: AnyRequest) -> Response[list[ProductView]]:
-        ctx, services = context_of(request), services_of(request)
+        ctx, _services = context_of(request), services_of(request)
         params = query_params(request)
         items, cursor = await reads_of(request).products.list(
             ctx.tenant_id,
@@ -81,34 +81,50 @@ class ProductController(Controller):
         )
         return Response(items, headers=next_link(request, cursor))
 
-    @post("/", status_code=HTTP_201_CREATED, responses=WRITE_RESPONSES,
-          summary="Create a product", operation_class=body_of(ProductInput))
+    @post(
+        "/",
+        status_code=HTTP_201_CREATED,
+        responses=WRITE_RESPONSES,
+        summary="Create a product",
+        operation_class=body_of(ProductInput),
+    )
     async def create_product(self, request: AnyRequest) -> Response[ProductView]:
         ctx, services = context_of(request), services_of(request)
         values = _values(await request.body(), request.headers.get("content-type"))
         command = CreateProduct(actor=ctx.actor, values=values)
         outcome, _ = await to_thread.run_sync(services.bus.handle, command)
         view = await self._read(request, outcome.entity_id)
-        return _respond(view, HTTP_201_CREATED,
-                        Location=resource_url(request, "products", view.id))
+        return _respond(view, HTTP_201_CREATED, Location=resource_url(request, "products", view.id))
 
     @get("/{product_id:str}", responses=READ_RESPONSES, summary="Get a product")
     async def get_product(self, request: AnyRequest, product_id: str) -> Response[ProductView]:
         view = await self._read(request, str(path_uuid(product_id, "product")))
         return _respond(view, HTTP_200_OK)
 
-    @put("/{product_id:str}", responses=WRITE_RESPONSES, summary="Update a product (merge patch)",
-         operation_class=body_of(ProductInput))
+    @put(
+        "/{product_id:str}",
+        responses=WRITE_RESPONSES,
+        summary="Update a product (merge patch)",
+        operation_class=body_of(ProductInput),
+    )
     async def put_product(self, request: AnyRequest, product_id: str) -> Response[ProductView]:
         return await self._update(request, product_id)
 
-    @patch("/{product_id:str}", responses=WRITE_RESPONSES,
-           summary="Update a product (merge patch)", operation_class=body_of(ProductInput))
+    @patch(
+        "/{product_id:str}",
+        responses=WRITE_RESPONSES,
+        summary="Update a product (merge patch)",
+        operation_class=body_of(ProductInput),
+    )
     async def patch_product(self, request: AnyRequest, product_id: str) -> Response[ProductView]:
         return await self._update(request, product_id)
 
-    @delete("/{product_id:str}", status_code=HTTP_204_NO_CONTENT, responses=WRITE_RESPONSES,
-            summary="Delete a product")
+    @delete(
+        "/{product_id:str}",
+        status_code=HTTP_204_NO_CONTENT,
+        responses=WRITE_RESPONSES,
+        summary="Delete a product",
+    )
     async def delete_product(self, request: AnyRequest, product_id: str) -> None:
         ctx, services = context_of(request), services_of(request)
         entity_id = str(path_uuid(product_id, "product"))
@@ -127,7 +143,7 @@ class ProductController(Controller):
 
     @staticmethod
     async def _read(request: AnyRequest, entity_id: str) -> ProductView:
-        ctx, services = context_of(request), services_of(request)
+        ctx, _services = context_of(request), services_of(request)
         view = await reads_of(request).products.get(ctx.tenant_id, UUID(entity_id))
         if view is None:
             raise NotFound("product not found")

@@ -24,8 +24,12 @@ class ReadSide:
     @classmethod
     async def open(cls, services: Services, *, pool_size: int = 16) -> ReadSide:
         pool: AsyncConnectionPool[AsyncConnection[Any]] = AsyncConnectionPool(
-            services.database_url, min_size=2, max_size=pool_size, kwargs=connection_kwargs(),
-            open=False, name="reads",
+            services.database_url,
+            min_size=2,
+            max_size=pool_size,
+            kwargs=connection_kwargs(),
+            open=False,
+            name="reads",
         )
         await pool.open(wait=True, timeout=30)
         redis_url = services.settings.redis_url or "redis://127.0.0.1:6379/0"

@@ -14,7 +14,7 @@ import jwt
 
 SCOPE_READ = "pim:read"
 SCOPE_WRITE = "pim:write"
-SECRET_FILE = "jwt_secret"
+SECRET_FILE = "jwt_secret"  # noqa: S105 - a file name, not a secret
 
 
 class InvalidToken(Exception):
@@ -72,8 +72,11 @@ class TokenVerifier:
         if jwks_file:
             jwks = jwt.PyJWKSet.from_json(Path(jwks_file).read_text())
             for jwk in jwks.keys:
-                algorithms = [jwk.algorithm_name] if jwk.algorithm_name in ("RS256", "ES256") \
+                algorithms = (
+                    [jwk.algorithm_name]
+                    if jwk.algorithm_name in ("RS256", "ES256")
                     else ["RS256", "ES256"]
+                )
                 self._keys.append((jwk.key, algorithms, jwk.key_id))
         if not self._keys:
             raise ValueError("no JWT verification key configured")

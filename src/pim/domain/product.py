@@ -48,12 +48,17 @@ class Product(Entity):
                     errors.add("title", "required", "is required")
                 else:
                     out[name] = text(
-                        errors, name, value, min_length=1, max_length=TITLE_MAX,
-                        trim=True, single_line=True,
+                        errors,
+                        name,
+                        value,
+                        min_length=1,
+                        max_length=TITLE_MAX,
+                        trim=True,
+                        single_line=True,
                     )
             elif name == "description":
-                out[name] = None if value is None else text(
-                    errors, name, value, max_length=DESCRIPTION_MAX
+                out[name] = (
+                    None if value is None else text(errors, name, value, max_length=DESCRIPTION_MAX)
                 )
             elif name == "category":
                 out[name] = None if value is None else slug(errors, name, value)

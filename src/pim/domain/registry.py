@@ -36,6 +36,7 @@ ACTIONS: frozenset[str] = frozenset(a for _, a in EVENT_TOPICS.values())
 
 def topics_for(*, entity_type: str | None = None, action: str | None = None) -> list[str]:
     return [
-        topic for topic, (etype, act) in EVENT_TOPICS.items()
+        topic
+        for topic, (etype, act) in EVENT_TOPICS.items()
         if (entity_type is None or etype == entity_type) and (action is None or act == action)
     ]

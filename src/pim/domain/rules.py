@@ -59,7 +59,8 @@ def text(
     if single_line and has_control_characters(value):
         errors.add(field, "invalid_format", "must not contain control characters")
         return None
-    return value
+    result: str = value
+    return result
 
 
 def slug(errors: FieldErrors, field: str, value: Any) -> str | None:

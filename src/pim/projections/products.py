@@ -53,26 +53,39 @@ class ProductsView(Projection):
                 " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
             ).format(sql.Identifier(self.table("products_view"))),
             (
-                event.tenant_id, entity_id_of(event.originator_id), fields["title"],
-                fields.get("description"), fields.get("category"), fields["status"],
-                fields.get("brand_id"), fields.get("template_id"),
-                Jsonb(fields.get("attributes") or {}), event.originator_version,
-                event.timestamp, event.timestamp,
+                event.tenant_id,
+                entity_id_of(event.originator_id),
+                fields["title"],
+                fields.get("description"),
+                fields.get("category"),
+                fields["status"],
+                fields.get("brand_id"),
+                fields.get("template_id"),
+                Jsonb(fields.get("attributes") or {}),
+                event.originator_version,
+                event.timestamp,
+                event.timestamp,
             ),
         )
 
     def on_updated(self, cur: Cursor[Any], event: Product.Updated, position: int) -> None:
         names = [name for name in event.changes if name in COLUMNS]
-        assignments = [
-            sql.SQL("{} = %s").format(sql.Identifier(name)) for name in names
-        ] + [sql.SQL("version = %s"), sql.SQL("updated_at = %s")]
+        assignments = [sql.SQL("{} = %s").format(sql.Identifier(name)) for name in names] + [
+            sql.SQL("version = %s"),
+            sql.SQL("updated_at = %s"),
+        ]
         params = [_column_value(n, event.changes[n]["to"]) for n in names]
         cur.execute(
             sql.SQL("UPDATE {} SET {} WHERE tenant_id = %s AND id = %s").format(
                 sql.Identifier(self.table("products_view")), sql.SQL(", ").join(assignments)
             ),
-            [*params, event.originator_version, event.timestamp,
-             event.tenant_id, entity_id_of(event.originator_id)],
+            [
+                *params,
+                event.originator_version,
+                event.timestamp,
+                event.tenant_id,
+                entity_id_of(event.originator_id),
+            ],
         )
 
     def on_deleted(self, cur: Cursor[Any], event: Product.Deleted, position: int) -> None:

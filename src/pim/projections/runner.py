@@ -188,7 +188,9 @@ class Projector:
 
     def start_background(self, database_url: str) -> threading.Thread:
         thread = threading.Thread(
-            target=self.run_forever, args=(database_url,), name=f"projector-{self.group}",
+            target=self.run_forever,
+            args=(database_url,),
+            name=f"projector-{self.group}",
             daemon=True,
         )
         thread.start()

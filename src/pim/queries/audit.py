@@ -66,7 +66,8 @@ class AuditFilters(msgspec.Struct, frozen=True):
         return cls(
             entity_type=entity_type,
             entity_id=str(_uuid_param("entity_id", params["entity_id"]))
-            if "entity_id" in params else None,
+            if "entity_id" in params
+            else None,
             action=action,
             actor=actor,
             since=_datetime_param("since", params["since"]) if "since" in params else None,
@@ -76,15 +77,17 @@ class AuditFilters(msgspec.Struct, frozen=True):
 
 def changes_of(event: Any) -> dict[str, dict[str, Any]]:
     if isinstance(event, Entity.Created):
-        return {k: {"from": None, "to": v} for k, v in event.fields.items()
-                if v is not None and v != {}}
+        return {
+            k: {"from": None, "to": v} for k, v in event.fields.items() if v is not None and v != {}
+        }
     if isinstance(event, Entity.Updated):
         return dict(event.changes)
     return {}
 
 
-def to_entry(store: CatalogStore, position: int, originator_id: str, version: int,
-             topic: str, state: bytes) -> AuditEntry:
+def to_entry(
+    store: CatalogStore, position: int, originator_id: str, version: int, topic: str, state: bytes
+) -> AuditEntry:
     event = store.decode(originator_id, version, topic, state)
     entity_type, action = EVENT_TOPICS[topic]
     return AuditEntry(
@@ -143,14 +146,20 @@ def build_log_query(
 
 
 class AuditQueries:
-    def __init__(self, pool: AsyncConnectionPool[AsyncConnection[Any]],
-                 store: CatalogStore) -> None:
+    def __init__(
+        self, pool: AsyncConnectionPool[AsyncConnection[Any]], store: CatalogStore
+    ) -> None:
         self.pool = pool
         self.store = store
 
     async def page(
-        self, tenant_id: str, filters: AuditFilters, *, newest_first: bool,
-        after: int | None, limit: int,
+        self,
+        tenant_id: str,
+        filters: AuditFilters,
+        *,
+        newest_first: bool,
+        after: int | None,
+        limit: int,
     ) -> tuple[list[AuditEntry], int | None]:
         """A page of entries and the position to continue from, if there may be more."""
         if after is not None and after < 0:
@@ -161,7 +170,6 @@ class AuditQueries:
         async with self.pool.connection() as conn:
             cur = await conn.execute(query, params)
             rows = await cur.fetchall()
-        entries = [to_entry(self.store, r[0], r[1], r[2], r[3], bytes(r[4]))
-                   for r in rows[:limit]]
+        entries = [to_entry(self.store, r[0], r[1], r[2], r[3], bytes(r[4])) for r in rows[:limit]]
         more = len(rows) > limit
         return entries, (entries[-1].position if more and entries else None)

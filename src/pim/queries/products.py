@@ -84,13 +84,14 @@ class ProductFilters(msgspec.Struct, frozen=True):
         return cls(
             status=status,
             category=category,
-            brand_id=_uuid_param("brand_id", params["brand_id"]) if "brand_id" in params
-            else None,
+            brand_id=_uuid_param("brand_id", params["brand_id"]) if "brand_id" in params else None,
             template_id=_uuid_param("template_id", params["template_id"])
-            if "template_id" in params else None,
+            if "template_id" in params
+            else None,
             q=q,
             updated_since=_datetime_param("updated_since", params["updated_since"])
-            if "updated_since" in params else None,
+            if "updated_since" in params
+            else None,
         )
 
 
@@ -99,8 +100,9 @@ def _escape_like(value: str) -> str:
 
 
 class ProductQueries:
-    def __init__(self, pool: AsyncConnectionPool[AsyncConnection[Any]],
-                 table: str = "products_view") -> None:
+    def __init__(
+        self, pool: AsyncConnectionPool[AsyncConnection[Any]], table: str = "products_view"
+    ) -> None:
         self.pool = pool
         self.table = sql.Identifier(table)
 
@@ -120,7 +122,7 @@ class ProductQueries:
         self, tenant_id: str, *, limit: int, cursor: str | None, filters: ProductFilters
     ) -> tuple[list[ProductView], str | None]:
         """One page, oldest first; the cursor of the next page when there is more."""
-        where = [sql.SQL("tenant_id = %s")]
+        where: list[sql.Composable] = [sql.SQL("tenant_id = %s")]
         params: list[Any] = [tenant_id]
         if cursor is not None:
             key = decode_cursor(cursor, CreatedKey)
@@ -138,9 +140,9 @@ class ProductQueries:
             where.append(sql.SQL("updated_at >= %s"))
             params.append(filters.updated_since)
         params.append(limit + 1)
-        query = sql.SQL(
-            "SELECT {} FROM {} WHERE {} ORDER BY created_at, id LIMIT %s"
-        ).format(PRODUCT_COLUMNS, self.table, sql.SQL(" AND ").join(where))
+        query = sql.SQL("SELECT {} FROM {} WHERE {} ORDER BY created_at, id LIMIT %s").format(
+            PRODUCT_COLUMNS, self.table, sql.SQL(" AND ").join(where)
+        )
         async with self.pool.connection() as conn:
             cur = await conn.execute(query, params, prepare=True)
             rows = await cur.fetchall()
