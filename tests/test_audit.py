@@ -11,6 +11,7 @@ from tests.conftest import Tenant, assert_problem
 
 
 def test_audit_records_who_did_what_with_field_level_changes(tenant: Tenant) -> None:
+    tenant.category("kitchen")
     created = tenant.post(
         "/products",
         json={"title": "Kettle", "category": "kitchen"},
@@ -24,13 +25,14 @@ def test_audit_records_who_did_what_with_field_level_changes(tenant: Tenant) -> 
     )
     tenant.delete(f"/products/{product_id}")
 
-    entries = tenant.get("/audit").json()
+    entries = tenant.get("/audit", params={"entity_type": "product"}).json()
     assert [e["action"] for e in entries] == [
         "PRODUCT_DELETED",
         "PRODUCT_UPDATED",
         "PRODUCT_CREATED",
     ]
     deleted, updated, first = entries
+    assert deleted["changes"]["title"] == {"from": "Steel kettle", "to": None}
     assert first["entity_type"] == "product" and first["entity_id"] == product_id
     assert first["actor"] == tenant.subject
     assert first["actor_email"] == "merchant@example.com"

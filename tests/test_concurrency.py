@@ -39,6 +39,8 @@ def test_concurrent_if_match_updates_have_exactly_one_winner_per_version(tenant:
 
 
 def test_concurrent_updates_without_if_match_lose_nothing(tenant: Tenant) -> None:
+    for i in range(12):
+        tenant.attribute(f"k{i}", "NUMBER")
     product = tenant.create_product(title="Shared", attributes={})
     path = f"/products/{product['id']}"
     with ThreadPoolExecutor(max_workers=12) as pool:

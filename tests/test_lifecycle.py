@@ -130,6 +130,6 @@ def test_the_openapi_document_describes_the_api(tenant: Tenant) -> None:
     assert {"X-Tenant-ID", "X-Org-ID", "Idempotency-Key"} <= params
     assert {"201", "400", "401", "403", "409", "413", "415", "422"} <= set(post["responses"])
     assert "If-Match" in {
-        p["name"] for p in doc["paths"]["/api/v1/pim/products/{product_id}"]["patch"]["parameters"]
+        p["name"] for p in doc["paths"]["/api/v1/pim/products/{entity_id}"]["patch"]["parameters"]
     }
     assert httpx.get(f"{tenant.base_url}/schema").status_code == 200

@@ -137,6 +137,9 @@ def test_an_unknown_route_is_404_problem(tenant: Tenant) -> None:
 
 
 def test_updates_follow_json_merge_patch(tenant: Tenant) -> None:
+    tenant.category("outerwear")
+    for key in ("color", "size", "material"):
+        tenant.attribute(key)
     product = tenant.create_product(
         title="Jacket",
         description="Warm",
@@ -163,6 +166,7 @@ def test_updates_follow_json_merge_patch(tenant: Tenant) -> None:
 
 
 def test_an_update_that_changes_nothing_records_nothing(tenant: Tenant) -> None:
+    tenant.attribute("watts", "NUMBER")
     product = tenant.create_product(title="Lamp", attributes={"watts": 40})
     path = f"/products/{product['id']}"
     for body in ({"title": "Lamp"}, {"title": "  Lamp "}, {"attributes": {"watts": 40}}, {}):
@@ -230,7 +234,9 @@ def test_a_forged_cursor_is_400(tenant: Tenant) -> None:
 
 
 def test_list_filters_combine_and_bad_values_are_400(tenant: Tenant) -> None:
-    brand = str(uuid.uuid4())
+    brand = tenant.create("/brands", name="Acme")["id"]
+    tenant.category("shoes")
+    tenant.category("hats")
     a = tenant.create_product(title="Red Shoe", status="DRAFT", category="shoes", brand_id=brand)
     tenant.create_product(title="Blue shoe", status="ACTIVE", category="shoes")
     tenant.create_product(title="Red hat", status="DRAFT", category="hats")
@@ -259,6 +265,10 @@ def test_list_filters_combine_and_bad_values_are_400(tenant: Tenant) -> None:
 
 
 def test_attributes_keep_their_json_types(tenant: Tenant) -> None:
+    tenant.attribute("weight", "NUMBER")
+    tenant.attribute("count", "NUMBER")
+    tenant.attribute("eco", "BOOLEAN")
+    tenant.attribute("color")
     product = tenant.create_product(
         attributes={"weight": 1.5, "count": 3, "eco": True, "color": "red"}
     )

@@ -13,6 +13,8 @@ from pim.auth.tokens import TokenVerifier, load_or_create_secret
 from pim.commands.bus import CommandBus
 from pim.eventstore import CatalogApplication, CatalogStore
 from pim.infra.database import eventsourcing_env, migration_lock, run_ddl
+from pim.projections.base import Projection
+from pim.projections.entities import EntitiesView
 from pim.projections.products import ProductsView
 from pim.projections.runner import Projector
 from pim.queries.audit import AUDIT_DDL
@@ -24,6 +26,10 @@ log = logging.getLogger(__name__)
 def connection_kwargs() -> dict[str, Any]:
     # Every session speaks UTC, so timestamps leave the database as RFC 3339 UTC.
     return {"options": "-c timezone=UTC", "autocommit": True}
+
+
+def catalog_projections() -> list[Projection]:
+    return [ProductsView(), EntitiesView()]
 
 
 @dataclass
@@ -65,7 +71,7 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     with migration_lock(database_url) as conn:
         catalog = CatalogApplication(env=eventsourcing_env(database_url))  # creates its tables
         store = CatalogStore(catalog)
-        projector_ddl = Projector.ddl_for([ProductsView()])
+        projector_ddl = Projector.ddl_for(catalog_projections())
         if migrate:
             run_ddl(conn, [*AUDIT_DDL, *projector_ddl, *IDEMPOTENCY_DDL])
     projection_pool: ConnectionPool[Any] = ConnectionPool(
@@ -76,7 +82,7 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
         open=True,
         name="projections",
     )
-    projector = Projector(projection_pool, store, [ProductsView()])
+    projector = Projector(projection_pool, store, catalog_projections())
     bus = CommandBus(
         store,
         wait_for_position=lambda position: projector.wait_for(

@@ -44,7 +44,14 @@ class CatalogStore:
             raise NotFound(f"{cls.entity_type} not found")
         return aggregate
 
-    def save(self, *aggregates: Entity) -> int | None:
+    def find(self, full_id: str) -> Any | None:
+        """Any aggregate by its full id (tenant prefix included), or None."""
+        try:
+            return self.app.repository.get(full_id)
+        except AggregateNotFoundError:
+            return None
+
+    def save(self, *aggregates: Any) -> int | None:
         """Save atomically; the log position of the last event, or None if nothing changed."""
         recordings = self.app.save(*aggregates)
         if not recordings:

@@ -15,7 +15,8 @@ from pim.api.idempotency import IdempotencyMiddleware
 from pim.api.identity import IdentityMiddleware
 from pim.api.openapi import openapi_config
 from pim.api.problems import EXCEPTION_HANDLERS
-from pim.api.products import ProductController
+from pim.api.catalog import RESOURCES
+from pim.api.resources import routers
 from pim.api.reads import ReadSide
 from pim.bootstrap import Services
 
@@ -33,10 +34,7 @@ def create_app(services: Services) -> Litestar:
         if reads is not None:
             await reads.close()
 
-    api = Router(
-        path=API_PREFIX,
-        route_handlers=[ProductController, AuditController],
-    )
+    api = Router(path=API_PREFIX, route_handlers=[*routers(RESOURCES), AuditController])
     app = Litestar(
         route_handlers=[api, HealthController],
         middleware=[

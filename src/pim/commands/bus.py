@@ -11,7 +11,7 @@ from typing import Any
 
 from pim.commands import handlers
 from pim.commands.handlers import Outcome
-from pim.commands.messages import Command, CreateProduct, DeleteProduct, UpdateProduct
+from pim.commands.messages import Command, CreateEntity, DeleteEntity, UpdateEntity
 from pim.domain.errors import Conflict, PreconditionFailed
 from pim.eventstore import CatalogStore, IntegrityError
 
@@ -20,9 +20,9 @@ log = logging.getLogger(__name__)
 Handler = Callable[[Any, CatalogStore], Outcome]
 
 HANDLERS: dict[type[Any], Handler] = {
-    CreateProduct: handlers.handle_create_product,
-    UpdateProduct: handlers.handle_update_product,
-    DeleteProduct: handlers.handle_delete_product,
+    CreateEntity: handlers.handle_create,
+    UpdateEntity: handlers.handle_update,
+    DeleteEntity: handlers.handle_delete,
 }
 
 # Attempts for a command whose aggregate another writer changed between load and save.

@@ -1,12 +1,23 @@
-"""Command handlers: load, make one domain call, save. Business rules live in the aggregates."""
+"""Command handlers: load, make the domain call, save. Entity rules live in the aggregates,
+cross-aggregate rules in the policies; the same three handlers serve every resource."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from pim.commands.messages import CreateProduct, DeleteProduct, UpdateProduct
+from pim.commands.messages import CreateEntity, DeleteEntity, UpdateEntity, new_id
+from pim.commands.policies import ENTITY_POLICIES, delete_entity
+from pim.commands.unit_of_work import UnitOfWork
+from pim.domain.entity import Entity
+from pim.domain.errors import FieldError, NotFound, ValidationFailed
 from pim.domain.product import Product
+from pim.domain.variant import Variant
 from pim.eventstore import CatalogStore
+
+# Nested resources and the type of the entity in their path.
+PARENT_TYPES = {"variant": Product}
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,22 +29,65 @@ class Outcome:
     position: int | None
 
 
-def handle_create_product(cmd: CreateProduct, store: CatalogStore) -> Outcome:
-    fields = Product.normalise(cmd.values, creating=True)
-    product = Product.create(cmd.actor, cmd.product_id, fields)
-    return Outcome(cmd.product_id, store.save(product))
+def _prefixed(error: ValidationFailed, prefix: str) -> ValidationFailed:
+    return ValidationFailed([FieldError(f"{prefix}.{e.field}", e.code, e.message)
+                             for e in error.errors])
 
 
-def handle_update_product(cmd: UpdateProduct, store: CatalogStore) -> Outcome:
-    patch = Product.normalise(cmd.values, creating=False)
-    product = store.load(Product, cmd.actor, cmd.product_id)
-    product.check_version(cmd.expected_version)
-    product.update(cmd.actor, patch)
-    return Outcome(cmd.product_id, store.save(product))
+def _load(uow: UnitOfWork, entity_type: str, entity_id: str, parent_id: str | None) -> Entity:
+    cls = ENTITY_POLICIES[entity_type].entity
+    entity = uow.get(cls, entity_id)
+    if parent_id is not None:
+        # A nested resource is only reachable through its own parent.
+        uow.get(PARENT_TYPES[entity_type], parent_id)
+        if entity.fields.get("product_id") != parent_id:
+            raise NotFound(f"{entity_type} not found")
+    return entity
 
 
-def handle_delete_product(cmd: DeleteProduct, store: CatalogStore) -> Outcome:
-    product = store.load(Product, cmd.actor, cmd.product_id)
-    product.check_version(cmd.expected_version)
-    product.delete(cmd.actor)
-    return Outcome(cmd.product_id, store.save(product))
+def _create(uow: UnitOfWork, entity_type: str, entity_id: str, values: Mapping[str, Any],
+            parent_id: str | None) -> Entity:
+    policy = ENTITY_POLICIES[entity_type]
+    fields = policy.entity.normalise(values, current=None)
+    if entity_type == "variant":
+        fields["product_id"] = parent_id
+    entity = policy.entity.create(uow.actor, entity_id, fields)
+    uow.touch(entity)
+    policy.on_create(uow, entity, parent_id)
+    return entity
+
+
+def handle_create(cmd: CreateEntity, store: CatalogStore) -> Outcome:
+    uow = UnitOfWork(store, cmd.actor)
+    parent_type = PARENT_TYPES.get(cmd.entity_type)
+    if parent_type is not None:
+        if cmd.parent_id is None:
+            raise NotFound(f"{parent_type.entity_type} not found")
+        uow.get(parent_type, cmd.parent_id)
+    _create(uow, cmd.entity_type, cmd.entity_id, cmd.values, cmd.parent_id)
+    for index, variant_values in enumerate(cmd.variants):
+        try:
+            _create(uow, Variant.entity_type, new_id(), variant_values, cmd.entity_id)
+        except ValidationFailed as error:
+            raise _prefixed(error, f"variants[{index}]") from None
+    return Outcome(cmd.entity_id, uow.commit())
+
+
+def handle_update(cmd: UpdateEntity, store: CatalogStore) -> Outcome:
+    uow = UnitOfWork(store, cmd.actor)
+    entity = _load(uow, cmd.entity_type, cmd.entity_id, cmd.parent_id)
+    entity.check_version(cmd.expected_version)
+    patch = type(entity).normalise(cmd.values, current=entity.fields)
+    before = dict(entity.fields)
+    if entity.update(cmd.actor, patch):
+        uow.touch(entity)
+        ENTITY_POLICIES[cmd.entity_type].on_update(uow, entity, before)
+    return Outcome(cmd.entity_id, uow.commit())
+
+
+def handle_delete(cmd: DeleteEntity, store: CatalogStore) -> Outcome:
+    uow = UnitOfWork(store, cmd.actor)
+    entity = _load(uow, cmd.entity_type, cmd.entity_id, cmd.parent_id)
+    entity.check_version(cmd.expected_version)
+    delete_entity(uow, entity)
+    return Outcome(cmd.entity_id, uow.commit())

@@ -1,8 +1,11 @@
-"""Commands: what a client asked the catalog to do, decoded and typed at the edge."""
+"""Commands: what a client asked the catalog to do, decoded and typed at the edge.
+
+Every resource shares the same three commands; ``entity_type`` names the resource and
+``parent_id`` the owning product of a nested resource (variants)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import uuid4
@@ -10,26 +13,38 @@ from uuid import uuid4
 from pim.domain.context import Actor
 
 
+def new_id() -> str:
+    return str(uuid4())
+
+
 @dataclass(frozen=True, slots=True)
-class CreateProduct:
+class CreateEntity:
     actor: Actor
+    entity_type: str
     values: Mapping[str, Any]
-    product_id: str = field(default_factory=lambda: str(uuid4()))
+    parent_id: str | None = None
+    # Products only: variants created atomically with the product.
+    variants: Sequence[Mapping[str, Any]] = ()
+    entity_id: str = field(default_factory=new_id)
 
 
 @dataclass(frozen=True, slots=True)
-class UpdateProduct:
+class UpdateEntity:
     actor: Actor
-    product_id: str
+    entity_type: str
+    entity_id: str
     values: Mapping[str, Any]
     expected_version: int | None = None
+    parent_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class DeleteProduct:
+class DeleteEntity:
     actor: Actor
-    product_id: str
+    entity_type: str
+    entity_id: str
     expected_version: int | None = None
+    parent_id: str | None = None
 
 
-Command = CreateProduct | UpdateProduct | DeleteProduct
+Command = CreateEntity | UpdateEntity | DeleteEntity

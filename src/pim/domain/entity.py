@@ -61,6 +61,8 @@ class Entity(BaseAggregate[str]):
     entity_type: ClassVar[str] = "entity"
     # Object-valued fields that merge key by key on update (RFC 7396) instead of replacing.
     merge_fields: ClassVar[frozenset[str]] = frozenset()
+    # Values of optional fields a new entity starts with.
+    defaults: ClassVar[dict[str, Any]] = {}
 
     if TYPE_CHECKING:  # set by the events; not annotations at runtime (the metaclass
         # would turn annotated attributes into __init__ parameters)
@@ -86,17 +88,29 @@ class Entity(BaseAggregate[str]):
                 aggregate.fields[name] = copy.deepcopy(change["to"])
 
     class Deleted(Event):
+        # The fields as they were, so the event describes what disappeared on its own
+        # (audit "changes", projections that need e.g. a variant's product).
+        fields: dict[str, Any]
+
         def apply(self, aggregate: Any) -> None:
             aggregate.deleted = True
 
     # -- commands -------------------------------------------------------------------------
 
     @classmethod
+    def normalise(
+        cls, values: Mapping[str, Any], *, current: Mapping[str, Any] | None
+    ) -> dict[str, Any]:
+        """Check and normalise the fields a client sent (``current`` is None when creating);
+        raise ValidationFailed naming every bad field. Subclasses implement."""
+        raise NotImplementedError
+
+    @classmethod
     def create(cls, actor: Actor, entity_id: str, fields: dict[str, Any]) -> Self:
         return cls._create(
             cls.Created,
             id=aggregate_id(actor.tenant_id, entity_id),
-            fields=fields,
+            fields={**copy.deepcopy(cls.defaults), **fields},
             **actor.event_meta(),
         )
 
@@ -119,7 +133,7 @@ class Entity(BaseAggregate[str]):
 
     def delete(self, actor: Actor) -> None:
         self.check_exists()
-        self.trigger_event(self.Deleted, **actor.event_meta())
+        self.trigger_event(self.Deleted, fields=copy.deepcopy(self.fields), **actor.event_meta())
 
     # -- invariants -----------------------------------------------------------------------
 

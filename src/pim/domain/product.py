@@ -7,26 +7,24 @@ from typing import Any, ClassVar
 
 from pim.domain.entity import Entity
 from pim.domain.errors import FieldError, ValidationFailed
-from pim.domain.rules import ATTRIBUTE_KEY_PATTERN, FieldErrors, one_of, slug, text
+from pim.domain.rules import ATTRIBUTE_KEY_PATTERN, FieldErrors, one_of, reference, slug, text
 
 PRODUCT_STATUSES = ("ACTIVE", "DRAFT", "ARCHIVED")
 TITLE_MAX = 255
 DESCRIPTION_MAX = 50_000
-ATTRIBUTE_TEXT_MAX = 10_000
-
-PRODUCT_DEFAULTS: dict[str, Any] = {
-    "description": None,
-    "category": None,
-    "status": "ACTIVE",
-    "brand_id": None,
-    "template_id": None,
-    "attributes": {},
-}
 
 
 class Product(Entity):
     entity_type: ClassVar[str] = "product"
     merge_fields: ClassVar[frozenset[str]] = frozenset({"attributes"})
+    defaults: ClassVar[dict[str, Any]] = {
+        "description": None,
+        "category": None,
+        "status": "ACTIVE",
+        "brand_id": None,
+        "template_id": None,
+        "attributes": {},
+    }
 
     class Created(Entity.Created):
         pass
@@ -37,9 +35,11 @@ class Product(Entity):
     class Deleted(Entity.Deleted):
         pass
 
-    @staticmethod
-    def normalise(values: Mapping[str, Any], *, creating: bool) -> dict[str, Any]:
-        """Check and normalise client values (only the fields present); raise field errors."""
+    @classmethod
+    def normalise(
+        cls, values: Mapping[str, Any], *, current: Mapping[str, Any] | None
+    ) -> dict[str, Any]:
+        creating = current is None
         errors = FieldErrors()
         out: dict[str, Any] = {}
         for name, value in values.items():
@@ -47,18 +47,11 @@ class Product(Entity):
                 if value is None:
                     errors.add("title", "required", "is required")
                 else:
-                    out[name] = text(
-                        errors,
-                        name,
-                        value,
-                        min_length=1,
-                        max_length=TITLE_MAX,
-                        trim=True,
-                        single_line=True,
-                    )
+                    out[name] = text(errors, name, value, min_length=1, max_length=TITLE_MAX,
+                                     trim=True, single_line=True)
             elif name == "description":
-                out[name] = (
-                    None if value is None else text(errors, name, value, max_length=DESCRIPTION_MAX)
+                out[name] = None if value is None else text(
+                    errors, name, value, max_length=DESCRIPTION_MAX
                 )
             elif name == "category":
                 out[name] = None if value is None else slug(errors, name, value)
@@ -68,16 +61,16 @@ class Product(Entity):
                 else:
                     out[name] = one_of(errors, name, value, PRODUCT_STATUSES)
             elif name in ("brand_id", "template_id"):
-                out[name] = None if value is None else str(value)
+                out[name] = None if value is None else reference(errors, name, value)
             elif name == "attributes":
-                out[name] = _attribute_values(errors, value, allow_removal=not creating)
-            else:  # pragma: no cover - the API decodes into a closed struct
+                out[name] = attribute_values(errors, value, allow_removal=not creating)
+            else:
                 errors.add(name, "unknown_field", "is not a product field")
         if creating and "title" not in values:
             errors.add("title", "required", "is required")
         errors.raise_if_any()
         if creating:
-            return {**PRODUCT_DEFAULTS, **{k: v for k, v in out.items() if v is not None}}
+            return {k: v for k, v in out.items() if v is not None}
         return out
 
     def check_state(self, fields: Mapping[str, Any]) -> None:
@@ -85,9 +78,11 @@ class Product(Entity):
             raise ValidationFailed([FieldError("title", "required", "is required")])
 
 
-def _attribute_values(
+def attribute_values(
     errors: FieldErrors, value: Any, *, allow_removal: bool
 ) -> dict[str, Any] | None:
+    """The shape of an attributes object; values are typed against their definitions by the
+    command handler, which can see the attribute aggregates."""
     if value is None:
         return {} if not allow_removal else None
     if not isinstance(value, Mapping):
@@ -95,19 +90,11 @@ def _attribute_values(
         return None
     out: dict[str, Any] = {}
     for key, item in value.items():
-        field = f"attributes.{key}"
         if not isinstance(key, str) or not ATTRIBUTE_KEY_PATTERN.match(key):
-            errors.add(field, "invalid_key", "attribute keys match ^[a-z][a-z0-9_]{0,63}$")
+            errors.add(f"attributes.{key}", "invalid_key",
+                       "attribute keys match ^[a-z][a-z0-9_]{0,63}$")
             continue
-        if item is None:
-            if allow_removal:
-                out[key] = None
-            continue
-        if isinstance(item, str) and len(item) > ATTRIBUTE_TEXT_MAX:
-            errors.add(field, "too_long", f"must be at most {ATTRIBUTE_TEXT_MAX} characters")
-            continue
-        if not isinstance(item, str | int | float | bool):
-            errors.add(field, "invalid_type", "must be a string, number or boolean")
+        if item is None and not allow_removal:
             continue
         out[key] = item
     return out

@@ -6,10 +6,18 @@ import re
 
 from eventsourcing.utils import get_topic
 
+from pim.domain.attribute import Attribute, AttributeGroup, Template
+from pim.domain.brand import Brand
+from pim.domain.category import Category
 from pim.domain.entity import Entity
+from pim.domain.media import Media
 from pim.domain.product import Product
+from pim.domain.variant import Variant
 
-ENTITY_CLASSES: tuple[type[Entity], ...] = (Product,)
+ENTITY_CLASSES: tuple[type[Entity], ...] = (
+    Product, Variant, Category, Brand, Attribute, AttributeGroup, Template, Media,
+)
+ENTITY_BY_TYPE: dict[str, type[Entity]] = {cls.entity_type: cls for cls in ENTITY_CLASSES}
 
 # Event class name -> audit verb.
 VERBS = {"Created": "CREATED", "Updated": "UPDATED", "Deleted": "DELETED"}
@@ -20,7 +28,7 @@ def _snake_upper(name: str) -> str:
 
 
 def _event_catalog() -> dict[str, tuple[str, str]]:
-    """topic -> (entity_type, action)."""
+    """topic -> (entity_type, action), for every entity event (index aggregates excluded)."""
     out: dict[str, tuple[str, str]] = {}
     for cls in ENTITY_CLASSES:
         for event_name, verb in VERBS.items():

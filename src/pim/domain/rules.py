@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import unicodedata
 from typing import Any
+from urllib.parse import urlsplit
+from uuid import UUID
 
 from pim.domain.errors import FieldError, ValidationFailed
 
@@ -79,3 +81,51 @@ def one_of(errors: FieldErrors, field: str, value: Any, choices: tuple[str, ...]
         errors.add(field, "invalid_choice", f"must be one of {', '.join(choices)}")
         return None
     return str(value)
+
+
+URL_MAX = 2048
+
+
+def http_url(errors: FieldErrors, field: str, value: Any) -> str | None:
+    """An absolute http(s) URL with a host."""
+    if not isinstance(value, str) or len(value) > URL_MAX or has_control_characters(value):
+        errors.add(field, "invalid_format", f"must be an http(s) URL of at most {URL_MAX} chars")
+        return None
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        errors.add(field, "invalid_format", "must be an absolute http or https URL")
+        return None
+    return value
+
+
+def reference(errors: FieldErrors, field: str, value: Any) -> str | None:
+    """A UUID reference, canonical string form."""
+    try:
+        return str(UUID(str(value)))
+    except ValueError:
+        errors.add(field, "invalid_format", "must be a UUID")
+        return None
+
+
+def reference_list(errors: FieldErrors, field: str, value: Any) -> list[str] | None:
+    if not isinstance(value, list):
+        errors.add(field, "invalid_type", "must be an array of ids")
+        return None
+    out: list[str] = []
+    for index, item in enumerate(value):
+        ref = reference(errors, f"{field}[{index}]", item)
+        if ref is None:
+            continue
+        if ref in out:
+            errors.add(f"{field}[{index}]", "duplicate", "is listed twice")
+            continue
+        out.append(ref)
+    return out
+
+
+def slugify(value: str) -> str:
+    ascii_text = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")[:255]

@@ -9,6 +9,7 @@ from psycopg.types.json import Jsonb
 
 from pim.domain.ids import entity_id_of
 from pim.domain.product import Product
+from pim.domain.variant import Variant
 from pim.projections.base import EventHandler, Projection
 
 # Product fields and the view columns that hold them.
@@ -96,8 +97,26 @@ class ProductsView(Projection):
             (event.tenant_id, entity_id_of(event.originator_id)),
         )
 
+    def _count_variant(self, cur: Cursor[Any], tenant_id: str, product_id: str,
+                       delta: int) -> None:
+        # variant_count is derived: it changes neither the product's version nor updated_at.
+        cur.execute(
+            sql.SQL(
+                "UPDATE {} SET variant_count = variant_count + %s WHERE tenant_id = %s AND id = %s"
+            ).format(sql.Identifier(self.table("products_view"))),
+            (delta, tenant_id, product_id),
+        )
+
+    def on_variant_created(self, cur: Cursor[Any], event: Variant.Created, position: int) -> None:
+        self._count_variant(cur, event.tenant_id, event.fields["product_id"], +1)
+
+    def on_variant_deleted(self, cur: Cursor[Any], event: Variant.Deleted, position: int) -> None:
+        self._count_variant(cur, event.tenant_id, event.fields["product_id"], -1)
+
     handlers: ClassVar[dict[type[Any], EventHandler]] = {
         Product.Created: on_created,
         Product.Updated: on_updated,
         Product.Deleted: on_deleted,
+        Variant.Created: on_variant_created,
+        Variant.Deleted: on_variant_deleted,
     }

@@ -119,32 +119,39 @@ class ProductQueries:
         return _row_to_view(row) if row else None
 
     async def list(
-        self, tenant_id: str, *, limit: int, cursor: str | None, filters: ProductFilters
+        self,
+        tenant_id: str,
+        *,
+        limit: int,
+        cursor: str | None,
+        params: Mapping[str, str],
+        product_id: str | None = None,
     ) -> tuple[list[ProductView], str | None]:
         """One page, oldest first; the cursor of the next page when there is more."""
+        filters = ProductFilters.parse(params)
         where: list[sql.Composable] = [sql.SQL("tenant_id = %s")]
-        params: list[Any] = [tenant_id]
+        args: list[Any] = [tenant_id]
         if cursor is not None:
             key = decode_cursor(cursor, CreatedKey)
             where.append(sql.SQL("(created_at, id) > (%s, %s)"))
-            params += [key.created_at, key.id]
+            args += [key.created_at, key.id]
         for column in ("status", "category", "brand_id", "template_id"):
             value = getattr(filters, column)
             if value is not None:
                 where.append(sql.SQL("{} = %s").format(sql.Identifier(column)))
-                params.append(value)
+                args.append(value)
         if filters.q:
             where.append(sql.SQL("title ILIKE %s"))
-            params.append(f"%{_escape_like(filters.q)}%")
+            args.append(f"%{_escape_like(filters.q)}%")
         if filters.updated_since is not None:
             where.append(sql.SQL("updated_at >= %s"))
-            params.append(filters.updated_since)
-        params.append(limit + 1)
+            args.append(filters.updated_since)
+        args.append(limit + 1)
         query = sql.SQL("SELECT {} FROM {} WHERE {} ORDER BY created_at, id LIMIT %s").format(
             PRODUCT_COLUMNS, self.table, sql.SQL(" AND ").join(where)
         )
         async with self.pool.connection() as conn:
-            cur = await conn.execute(query, params, prepare=True)
+            cur = await conn.execute(query, args, prepare=True)
             rows = await cur.fetchall()
         items = [_row_to_view(r) for r in rows[:limit]]
         next_cursor = None

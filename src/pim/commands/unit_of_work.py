@@ -1,0 +1,88 @@
+"""One command's working set: aggregates loaded once, changed in memory, saved together in one
+transaction (so an entity, its unique keys and its parent's children list change atomically)."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from pim.domain.context import Actor
+from pim.domain.entity import Entity
+from pim.domain.errors import NotFound
+from pim.domain.ids import aggregate_id
+from pim.domain.indexes import Children, UniqueKey, children_id, unique_key_id
+from pim.eventstore import CatalogStore
+
+TEntity = TypeVar("TEntity", bound=Entity)
+
+
+class UnitOfWork:
+    def __init__(self, store: CatalogStore, actor: Actor) -> None:
+        self.store = store
+        self.actor = actor
+        self._loaded: dict[str, Any] = {}
+        self._touched: dict[str, Any] = {}
+        self.deleted: set[str] = set()
+
+    # -- loading --------------------------------------------------------------------------
+
+    def _get(self, full_id: str) -> Any | None:
+        if full_id not in self._loaded:
+            self._loaded[full_id] = self.store.find(full_id)
+        return self._loaded[full_id]
+
+    def find(self, cls: type[TEntity], entity_id: str) -> TEntity | None:
+        """The tenant's live entity of this type, or None."""
+        aggregate = self._get(aggregate_id(self.actor.tenant_id, entity_id))
+        if isinstance(aggregate, cls) and not aggregate.deleted:
+            return aggregate
+        return None
+
+    def get(self, cls: type[TEntity], entity_id: str) -> TEntity:
+        found = self.find(cls, entity_id)
+        if found is None:
+            raise NotFound(f"{cls.entity_type} not found")
+        return found
+
+    # -- unique values --------------------------------------------------------------------
+
+    def owner_of(self, kind: str, value: str) -> str | None:
+        key = self._get(unique_key_id(self.actor.tenant_id, kind, value))
+        return key.owner_id if isinstance(key, UniqueKey) else None
+
+    def claim(self, kind: str, value: str, owner_id: str, label: str) -> None:
+        """Claim a unique value for ``owner_id``; Conflict (409) when someone else holds it."""
+        key_id = unique_key_id(self.actor.tenant_id, kind, value)
+        key = self._get(key_id)
+        if key is None:
+            key = UniqueKey.claim_new(self.actor, key_id, owner_id, label)
+            self._loaded[key_id] = key
+        else:
+            key.claim(self.actor, owner_id)
+        self.touch(key)
+
+    def release(self, kind: str, value: str, owner_id: str) -> None:
+        key = self._get(unique_key_id(self.actor.tenant_id, kind, value))
+        if isinstance(key, UniqueKey):
+            key.release(self.actor, owner_id)
+            self.touch(key)
+
+    # -- children -------------------------------------------------------------------------
+
+    def children(self, parent_id: str) -> Children:
+        full_id = children_id(self.actor.tenant_id, parent_id)
+        found = self._get(full_id)
+        if found is None:
+            found = Children.start(self.actor, full_id)
+            self._loaded[full_id] = found
+        self.touch(found)
+        assert isinstance(found, Children)
+        return found
+
+    # -- saving ---------------------------------------------------------------------------
+
+    def touch(self, *aggregates: Any) -> None:
+        for aggregate in aggregates:
+            self._touched[aggregate.id] = aggregate
+
+    def commit(self) -> int | None:
+        return self.store.save(*self._touched.values())

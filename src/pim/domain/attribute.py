@@ -1,0 +1,210 @@
+"""Attribute definitions (typed product values), attribute groups."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from pim.domain.entity import Entity
+from pim.domain.rules import (
+    ATTRIBUTE_KEY_PATTERN,
+    FieldErrors,
+    one_of,
+    reference_list,
+    text,
+)
+
+ATTRIBUTE_TYPES = ("TEXT", "NUMBER", "BOOLEAN", "SELECT")
+NAME_MAX = 255
+DESCRIPTION_MAX = 10_000
+OPTION_MAX = 255
+OPTIONS_MAX = 1_000
+TEXT_VALUE_MAX = 10_000
+
+
+def _name(errors: FieldErrors, values: Mapping[str, Any], out: dict[str, Any]) -> None:
+    if "name" in values:
+        if values["name"] is None:
+            errors.add("name", "required", "is required")
+        else:
+            out["name"] = text(errors, "name", values["name"], min_length=1, max_length=NAME_MAX,
+                               trim=True, single_line=True)
+
+
+def _description(errors: FieldErrors, values: Mapping[str, Any], out: dict[str, Any]) -> None:
+    if "description" in values:
+        value = values["description"]
+        out["description"] = None if value is None else text(
+            errors, "description", value, max_length=DESCRIPTION_MAX
+        )
+
+
+def _key(errors: FieldErrors, values: Mapping[str, Any], out: dict[str, Any],
+         current: Mapping[str, Any] | None) -> None:
+    if "key" in values:
+        key = values["key"]
+        if not isinstance(key, str) or not ATTRIBUTE_KEY_PATTERN.match(key):
+            errors.add("key", "invalid_format", "must match ^[a-z][a-z0-9_]{0,63}$")
+        elif current is not None and key != current.get("key"):
+            errors.add("key", "immutable", "cannot change once created")
+        else:
+            out["key"] = key
+    elif current is None:
+        errors.add("key", "required", "is required")
+
+
+class Attribute(Entity):
+    entity_type: ClassVar[str] = "attribute"
+    defaults: ClassVar[dict[str, Any]] = {"type": "TEXT", "options": None, "description": None}
+
+    class Created(Entity.Created):
+        pass
+
+    class Updated(Entity.Updated):
+        pass
+
+    class Deleted(Entity.Deleted):
+        pass
+
+    @classmethod
+    def normalise(
+        cls, values: Mapping[str, Any], *, current: Mapping[str, Any] | None
+    ) -> dict[str, Any]:
+        errors = FieldErrors()
+        out: dict[str, Any] = {}
+        _name(errors, values, out)
+        _description(errors, values, out)
+        _key(errors, values, out, current)
+        if "type" in values:
+            kind = one_of(errors, "type", values["type"], ATTRIBUTE_TYPES)
+            if current is not None and kind is not None and kind != current.get("type"):
+                errors.add("type", "immutable", "cannot change once created (values depend on it)")
+            else:
+                out["type"] = kind
+        if "options" in values:
+            out["options"] = _options(errors, values["options"])
+        if current is None and "name" not in values:
+            errors.add("name", "required", "is required")
+        state = {**cls.defaults, **(current or {}), **{k: v for k, v in out.items()}}
+        if state.get("type") == "SELECT" and not state.get("options"):
+            errors.add("options", "required", "a SELECT attribute needs at least one option")
+        if state.get("type") != "SELECT" and state.get("options"):
+            errors.add("options", "not_allowed", "only SELECT attributes have options")
+        errors.raise_if_any()
+        return out
+
+    def check_value(self, value: Any) -> str | None:
+        """Why ``value`` is not a valid value of this attribute (None when it is)."""
+        kind = self.fields.get("type", "TEXT")
+        if kind == "TEXT":
+            if not isinstance(value, str):
+                return "must be a string (TEXT attribute)"
+            if len(value) > TEXT_VALUE_MAX:
+                return f"must be at most {TEXT_VALUE_MAX} characters"
+        elif kind == "NUMBER":
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                return "must be a number (NUMBER attribute)"
+        elif kind == "BOOLEAN":
+            if not isinstance(value, bool):
+                return "must be true or false (BOOLEAN attribute)"
+        elif kind == "SELECT":
+            options = self.fields.get("options") or []
+            if value not in options:
+                return f"must be one of the options: {', '.join(options)}"
+        return None
+
+
+def _options(errors: FieldErrors, value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value:
+        errors.add("options", "invalid_type", "must be a non-empty array of strings")
+        return None
+    if len(value) > OPTIONS_MAX:
+        errors.add("options", "too_long", f"at most {OPTIONS_MAX} options")
+        return None
+    out: list[str] = []
+    for index, option in enumerate(value):
+        item = text(errors, f"options[{index}]", option, min_length=1, max_length=OPTION_MAX,
+                    single_line=True)
+        if item is None:
+            continue
+        if item in out:
+            errors.add(f"options[{index}]", "duplicate", "is listed twice")
+            continue
+        out.append(item)
+    return out
+
+
+class AttributeGroup(Entity):
+    entity_type: ClassVar[str] = "attribute_group"
+    defaults: ClassVar[dict[str, Any]] = {"description": None, "attribute_ids": []}
+
+    class Created(Entity.Created):
+        pass
+
+    class Updated(Entity.Updated):
+        pass
+
+    class Deleted(Entity.Deleted):
+        pass
+
+    @classmethod
+    def normalise(
+        cls, values: Mapping[str, Any], *, current: Mapping[str, Any] | None
+    ) -> dict[str, Any]:
+        errors = FieldErrors()
+        out: dict[str, Any] = {}
+        _name(errors, values, out)
+        _description(errors, values, out)
+        _key(errors, values, out, current)
+        if "attribute_ids" in values:
+            ids = values["attribute_ids"]
+            out["attribute_ids"] = [] if ids is None else reference_list(
+                errors, "attribute_ids", ids
+            )
+        if current is None and "name" not in values:
+            errors.add("name", "required", "is required")
+        errors.raise_if_any()
+        return out
+
+
+class Template(Entity):
+    """A product type: which attributes its products carry and which are required."""
+
+    entity_type: ClassVar[str] = "template"
+    defaults: ClassVar[dict[str, Any]] = {
+        "description": None, "attribute_ids": [], "required_attribute_ids": [],
+    }
+
+    class Created(Entity.Created):
+        pass
+
+    class Updated(Entity.Updated):
+        pass
+
+    class Deleted(Entity.Deleted):
+        pass
+
+    @classmethod
+    def normalise(
+        cls, values: Mapping[str, Any], *, current: Mapping[str, Any] | None
+    ) -> dict[str, Any]:
+        errors = FieldErrors()
+        out: dict[str, Any] = {}
+        _name(errors, values, out)
+        _description(errors, values, out)
+        for field in ("attribute_ids", "required_attribute_ids"):
+            if field in values:
+                ids = values[field]
+                out[field] = [] if ids is None else reference_list(errors, field, ids)
+        if current is None and "name" not in values:
+            errors.add("name", "required", "is required")
+        state = {**cls.defaults, **(current or {}), **out}
+        allowed = set(state.get("attribute_ids") or [])
+        for index, ref in enumerate(state.get("required_attribute_ids") or []):
+            if ref not in allowed:
+                errors.add(f"required_attribute_ids[{index}]", "not_in_attribute_ids",
+                           "required attributes must also be listed in attribute_ids")
+        errors.raise_if_any()
+        return out

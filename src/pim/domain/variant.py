@@ -1,0 +1,152 @@
+"""Variants: the sellable units of a product (SKU, barcode, price, option values)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from stdnum import ean
+
+from pim.domain.entity import Entity
+from pim.domain.money import PRICE_MAX, format_price, minor_units, to_decimal
+from pim.domain.rules import FieldErrors, has_control_characters, text
+
+SKU_MAX = 64
+BARCODE_MAX = 32
+OPTION_KEY_MAX = 64
+OPTION_VALUE_MAX = 255
+
+
+def is_valid_gtin(barcode: str) -> bool:
+    """GTIN-8/12/13/14 (UPC, EAN) with a correct check digit."""
+    return len(barcode) in (8, 12, 13, 14) and barcode.isdigit() and bool(ean.is_valid(barcode))
+
+
+class Variant(Entity):
+    entity_type: ClassVar[str] = "variant"
+    merge_fields: ClassVar[frozenset[str]] = frozenset({"option_values"})
+    defaults: ClassVar[dict[str, Any]] = {
+        "barcode": None, "price": None, "currency": None, "option_values": {},
+    }
+
+    class Created(Entity.Created):
+        pass
+
+    class Updated(Entity.Updated):
+        pass
+
+    class Deleted(Entity.Deleted):
+        pass
+
+    @property
+    def product_id(self) -> str:
+        return str(self.fields["product_id"])
+
+    @classmethod
+    def normalise(
+        cls, values: Mapping[str, Any], *, current: Mapping[str, Any] | None
+    ) -> dict[str, Any]:
+        errors = FieldErrors()
+        out: dict[str, Any] = {}
+        if "sku" in values:
+            out["sku"] = _sku(errors, values["sku"])
+        elif current is None:
+            errors.add("sku", "required", "is required")
+        if "barcode" in values:
+            value = values["barcode"]
+            out["barcode"] = None if value is None else text(
+                errors, "barcode", value, min_length=1, max_length=BARCODE_MAX, single_line=True
+            )
+        if "option_values" in values:
+            out["option_values"] = _option_values(errors, values["option_values"],
+                                                  allow_removal=current is not None)
+        if "currency" in values:
+            currency = values["currency"]
+            if currency is not None and minor_units(str(currency)) is None:
+                errors.add("currency", "invalid_currency", "must be an ISO 4217 currency code")
+            else:
+                out["currency"] = currency
+        if "price" in values or "currency" in values:
+            _price(errors, values, out, current)
+        errors.raise_if_any()
+        return out
+
+
+def _sku(errors: FieldErrors, value: Any) -> str | None:
+    if not isinstance(value, str):
+        errors.add("sku", "invalid_type", "must be a string")
+        return None
+    if not 1 <= len(value) <= SKU_MAX:
+        errors.add("sku", "too_long" if value else "required", f"must be 1 to {SKU_MAX} characters")
+        return None
+    if value != value.strip() or has_control_characters(value):
+        errors.add("sku", "invalid_format",
+                   "must not start or end with whitespace or contain control characters")
+        return None
+    return value
+
+
+def _price(errors: FieldErrors, values: Mapping[str, Any], out: dict[str, Any],
+           current: Mapping[str, Any] | None) -> None:
+    state = {**Variant.defaults, **(current or {})}
+    raw_price = values["price"] if "price" in values else state.get("price")
+    currency = out["currency"] if "currency" in out else state.get("currency")
+    if raw_price is None:
+        if "price" in values:
+            out["price"] = None
+        return
+    amount = to_decimal(raw_price)
+    if amount is None:
+        errors.add("price", "invalid_format", "must be a decimal number, e.g. \"89.99\"")
+        return
+    if amount < 0 or amount > PRICE_MAX:
+        errors.add("price", "out_of_range", f"must be between 0 and {PRICE_MAX}")
+        return
+    if currency is None:
+        errors.add("currency", "required", "is required when a price is set")
+        return
+    exponent = minor_units(str(currency))
+    if exponent is None:
+        return  # already reported on currency
+    formatted = format_price(amount, exponent)
+    if formatted is None:
+        errors.add("price", "too_precise",
+                   f"{currency} prices have at most {exponent} decimal places")
+        return
+    out["price"] = formatted
+
+
+def _option_values(errors: FieldErrors, value: Any, *, allow_removal: bool
+                   ) -> dict[str, Any] | None:
+    if value is None:
+        return {} if not allow_removal else None
+    if not isinstance(value, Mapping):
+        errors.add("option_values", "invalid_type", "must be an object")
+        return None
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        field = f"option_values.{key}"
+        if not isinstance(key, str) or not 1 <= len(key) <= OPTION_KEY_MAX or \
+                has_control_characters(key):
+            errors.add(field, "invalid_key", f"option names are 1 to {OPTION_KEY_MAX} characters")
+            continue
+        if item is None:
+            if allow_removal:
+                out[key] = None
+            continue
+        if isinstance(item, bool) or not isinstance(item, str | int | float):
+            errors.add(field, "invalid_type", "must be a string or number")
+            continue
+        if isinstance(item, str) and not 1 <= len(item) <= OPTION_VALUE_MAX:
+            errors.add(field, "too_long", f"must be 1 to {OPTION_VALUE_MAX} characters")
+            continue
+        out[key] = item
+    return out
+
+
+def option_signature(option_values: Mapping[str, Any]) -> str | None:
+    """A canonical form of a variant's option values, unique within its product."""
+    if not option_values:
+        return None
+    return json.dumps(option_values, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

@@ -1,0 +1,140 @@
+"""Read-side queries over the entities view, one instance per resource type."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import msgspec
+from psycopg import AsyncConnection, sql
+from psycopg_pool import AsyncConnectionPool
+
+from pim.queries.pages import CreatedKey, InvalidQuery, decode_cursor, encode_cursor
+
+# A list filter: parses one query parameter into a SQL condition and its parameter.
+Filter = Callable[[str], tuple[sql.Composable, Any]]
+
+
+class SortedKey(msgspec.Struct, array_like=True, frozen=True):
+    """Sort key of lists ordered by sort_order, then creation (media)."""
+
+    sort_order: int
+    created_at: datetime
+    id: UUID
+
+
+class EntityQueries:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool[AsyncConnection[Any]],
+        entity_type: str,
+        view: type[msgspec.Struct],
+        *,
+        filters: Mapping[str, Filter] | None = None,
+        by_sort_order: bool = False,
+        table: str = "entities_view",
+    ) -> None:
+        self.pool = pool
+        self.entity_type = entity_type
+        self.view = view
+        self.filters = dict(filters or {})
+        self.by_sort_order = by_sort_order
+        self.table = sql.Identifier(table)
+
+    def _to_view(self, row: tuple[Any, ...]) -> Any:
+        doc, entity_id, version, created_at, updated_at = row[:5]
+        return msgspec.convert(
+            {**doc, "id": entity_id, "version": version, "created_at": created_at,
+             "updated_at": updated_at},
+            self.view,
+        )
+
+    async def get(self, tenant_id: str, entity_id: UUID) -> Any | None:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                sql.SQL(
+                    "SELECT doc, id, version, created_at, updated_at FROM {}"
+                    " WHERE tenant_id = %s AND id = %s AND entity_type = %s"
+                ).format(self.table),
+                (tenant_id, entity_id, self.entity_type),
+                prepare=True,
+            )
+            row = await cur.fetchone()
+        return self._to_view(row) if row else None
+
+    async def list(
+        self,
+        tenant_id: str,
+        *,
+        limit: int,
+        cursor: str | None,
+        params: Mapping[str, str],
+        product_id: str | None = None,
+    ) -> tuple[list[Any], str | None]:
+        where: list[sql.Composable] = [sql.SQL("tenant_id = %s"), sql.SQL("entity_type = %s")]
+        args: list[Any] = [tenant_id, self.entity_type]
+        if product_id is not None:
+            where.append(sql.SQL("product_id = %s"))
+            args.append(product_id)
+        for name, parse in self.filters.items():
+            if name in params:
+                condition, value = parse(params[name])
+                where.append(condition)
+                args.append(value)
+        if self.by_sort_order:
+            order = sql.SQL("sort_order, created_at, id")
+            if cursor is not None:
+                skey = decode_cursor(cursor, SortedKey)
+                where.append(sql.SQL("(sort_order, created_at, id) > (%s, %s, %s)"))
+                args += [skey.sort_order, skey.created_at, skey.id]
+        else:
+            order = sql.SQL("created_at, id")
+            if cursor is not None:
+                ckey = decode_cursor(cursor, CreatedKey)
+                where.append(sql.SQL("(created_at, id) > (%s, %s)"))
+                args += [ckey.created_at, ckey.id]
+        args.append(limit + 1)
+        query = sql.SQL(
+            "SELECT doc, id, version, created_at, updated_at, sort_order FROM {}"
+            " WHERE {} ORDER BY {} LIMIT %s"
+        ).format(self.table, sql.SQL(" AND ").join(where), order)
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(query, args, prepare=True)
+            rows = await cur.fetchall()
+        items = [self._to_view(r) for r in rows[:limit]]
+        next_cursor = None
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            key: msgspec.Struct = (
+                SortedKey(last[5], last[3], last[1]) if self.by_sort_order
+                else CreatedKey(last[3], last[1])
+            )
+            next_cursor = encode_cursor(key)
+        return items, next_cursor
+
+
+def column_uuid(parameter: str, column: str) -> Filter:
+    def parse(value: str) -> tuple[sql.Composable, Any]:
+        try:
+            return sql.SQL("{} = %s").format(sql.Identifier(column)), UUID(value)
+        except ValueError:
+            raise InvalidQuery(parameter, "must be a UUID") from None
+
+    return parse
+
+
+def doc_equals(parameter: str, key: str, *, choices: tuple[str, ...] | None = None,
+               uuid: bool = False) -> Filter:
+    def parse(value: str) -> tuple[sql.Composable, Any]:
+        if choices is not None and value not in choices:
+            raise InvalidQuery(parameter, f"must be one of {', '.join(choices)}")
+        if uuid:
+            try:
+                value = str(UUID(value))
+            except ValueError:
+                raise InvalidQuery(parameter, "must be a UUID") from None
+        return sql.SQL("doc ->> {} = %s").format(sql.Literal(key)), value
+
+    return parse
