@@ -9,15 +9,15 @@ from litestar.middleware import DefineMiddleware
 
 from pim.api.audit import AuditController
 from pim.api.bodies import MAX_BODY_BYTES
+from pim.api.catalog import RESOURCES
 from pim.api.health import HealthController
 from pim.api.http import API_PREFIX
 from pim.api.idempotency import IdempotencyMiddleware
 from pim.api.identity import IdentityMiddleware
 from pim.api.openapi import openapi_config
 from pim.api.problems import EXCEPTION_HANDLERS
-from pim.api.catalog import RESOURCES
-from pim.api.resources import routers
 from pim.api.reads import ReadSide
+from pim.api.resources import routers
 from pim.bootstrap import Services
 
 log = logging.getLogger(__name__)

@@ -26,15 +26,33 @@ from pim.queries.views import (
 )
 
 RESOURCES: tuple[Resource, ...] = (
-    Resource("product", "products", ProductInput, ProductView, "Products",
-             create_only=frozenset({"variants"})),
-    Resource("variant", "variants", VariantInput, VariantView, "Variants",
-             nested_in_products=True, ignore=READ_ONLY | {"product_id"}),
+    Resource(
+        "product",
+        "products",
+        ProductInput,
+        ProductView,
+        "Products",
+        create_only=frozenset({"variants"}),
+    ),
+    Resource(
+        "variant",
+        "variants",
+        VariantInput,
+        VariantView,
+        "Variants",
+        nested_in_products=True,
+        ignore=READ_ONLY | {"product_id"},
+    ),
     Resource("category", "categories", CategoryInput, CategoryView, "Categories"),
     Resource("brand", "brands", BrandInput, BrandView, "Brands"),
     Resource("attribute", "attributes", AttributeInput, AttributeView, "Attributes"),
-    Resource("attribute_group", "attribute-groups", AttributeGroupInput, AttributeGroupView,
-             "Attribute groups"),
+    Resource(
+        "attribute_group",
+        "attribute-groups",
+        AttributeGroupInput,
+        AttributeGroupView,
+        "Attribute groups",
+    ),
     Resource("template", "templates", TemplateInput, TemplateView, "Templates"),
     Resource("media", "media", MediaInput, MediaView, "Media"),
 )

@@ -10,8 +10,8 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from pim.bootstrap import Services, connection_kwargs
-from pim.queries.audit import AuditQueries
 from pim.domain.attribute import ATTRIBUTE_TYPES
+from pim.queries.audit import AuditQueries
 from pim.queries.entities import EntityQueries, column_uuid, doc_equals
 from pim.queries.products import ProductQueries
 from pim.queries.views import (
@@ -28,20 +28,34 @@ from pim.queries.views import (
 def resource_queries(pool: AsyncConnectionPool[AsyncConnection[Any]]) -> dict[str, Any]:
     return {
         "product": ProductQueries(pool),
-        "variant": EntityQueries(pool, "variant", VariantView,
-                                 filters={"sku": doc_equals("sku", "sku")}),
-        "category": EntityQueries(pool, "category", CategoryView,
-                                  filters={"parent_id": doc_equals("parent_id", "parent_id",
-                                                                   uuid=True)}),
+        "variant": EntityQueries(
+            pool, "variant", VariantView, filters={"sku": doc_equals("sku", "sku")}
+        ),
+        "category": EntityQueries(
+            pool,
+            "category",
+            CategoryView,
+            filters={"parent_id": doc_equals("parent_id", "parent_id", uuid=True)},
+        ),
         "brand": EntityQueries(pool, "brand", BrandView),
-        "attribute": EntityQueries(pool, "attribute", AttributeView,
-                                   filters={"type": doc_equals("type", "type",
-                                                               choices=ATTRIBUTE_TYPES)}),
+        "attribute": EntityQueries(
+            pool,
+            "attribute",
+            AttributeView,
+            filters={"type": doc_equals("type", "type", choices=ATTRIBUTE_TYPES)},
+        ),
         "attribute_group": EntityQueries(pool, "attribute_group", AttributeGroupView),
         "template": EntityQueries(pool, "template", TemplateView),
-        "media": EntityQueries(pool, "media", MediaView, by_sort_order=True,
-                               filters={"product_id": column_uuid("product_id", "product_id"),
-                                        "variant_id": column_uuid("variant_id", "variant_id")}),
+        "media": EntityQueries(
+            pool,
+            "media",
+            MediaView,
+            by_sort_order=True,
+            filters={
+                "product_id": column_uuid("product_id", "product_id"),
+                "variant_id": column_uuid("variant_id", "variant_id"),
+            },
+        ),
     }
 
 

@@ -51,8 +51,9 @@ class Resource:
         return self.entity_type.replace("_", " ")
 
 
-def _values(resource: Resource, request_body: bytes, content_type: str | None,
-            *, creating: bool) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def _values(
+    resource: Resource, request_body: bytes, content_type: str | None, *, creating: bool
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     data = decode_body(request_body, content_type, resource.input)
     assert data is not None
     values = provided_fields(data, ignore=resource.ignore)
@@ -60,10 +61,12 @@ def _values(resource: Resource, request_body: bytes, content_type: str | None,
     for name in resource.create_only:
         if name in values:
             if not creating:
-                raise ApiError(422, f"{name} can only be sent when creating",
-                               slug="validation-error",
-                               errors=[FieldError(name, "not_allowed",
-                                                  "can only be sent when creating")])
+                raise ApiError(
+                    422,
+                    f"{name} can only be sent when creating",
+                    slug="validation-error",
+                    errors=[FieldError(name, "not_allowed", "can only be sent when creating")],
+                )
             raw = values.pop(name)
             nested = [provided_fields(item, ignore=READ_ONLY | {"product_id"}) for item in raw]
     return values, nested
@@ -73,8 +76,9 @@ def _respond(view: Any, status: int, **headers: str) -> Response[Any]:
     return Response(view, status_code=status, headers={"ETag": etag(view.version), **headers})
 
 
-def _location(request: AnyRequest, resource: Resource, entity_id: object,
-              product_id: str | None) -> str:
+def _location(
+    request: AnyRequest, resource: Resource, entity_id: object, product_id: str | None
+) -> str:
     if resource.nested_in_products:
         return resource_url(request, f"products/{product_id}/{resource.collection}", entity_id)
     return resource_url(request, resource.collection, entity_id)
@@ -86,11 +90,12 @@ class ResourceEndpoints:
     def __init__(self, resource: Resource) -> None:
         self.r = resource
 
-    async def _read(self, request: AnyRequest, entity_id: str,
-                    product_id: str | None) -> Any:
+    async def _read(self, request: AnyRequest, entity_id: str, product_id: str | None) -> Any:
         ctx = context_of(request)
-        view = await reads_of(request).resources[self.r.entity_type].get(
-            ctx.tenant_id, UUID(entity_id)
+        view = (
+            await reads_of(request)
+            .resources[self.r.entity_type]
+            .get(ctx.tenant_id, UUID(entity_id))
         )
         if view is None or (product_id is not None and str(view.product_id) != product_id):
             raise NotFound(f"{self.r.label} not found")
@@ -109,52 +114,62 @@ class ResourceEndpoints:
         pid = await self._check_parent(request, product_id)
         ctx = context_of(request)
         params = query_params(request)
-        items, cursor = await reads_of(request).resources[self.r.entity_type].list(
-            ctx.tenant_id,
-            limit=parse_limit(params.get("limit")),
-            cursor=params.get("cursor"),
-            params=params,
-            product_id=pid,
+        items, cursor = (
+            await reads_of(request)
+            .resources[self.r.entity_type]
+            .list(
+                ctx.tenant_id,
+                limit=parse_limit(params.get("limit")),
+                cursor=params.get("cursor"),
+                params=params,
+                product_id=pid,
+            )
         )
         return Response(items, headers=next_link(request, cursor))
 
     async def create(self, request: AnyRequest, product_id: str | None) -> Response[Any]:
         ctx, services = context_of(request), services_of(request)
         pid = str(path_uuid(product_id, "product")) if product_id is not None else None
-        values, nested = _values(self.r, await request.body(),
-                                 request.headers.get("content-type"), creating=True)
-        command = CreateEntity(actor=ctx.actor, entity_type=self.r.entity_type, values=values,
-                               parent_id=pid, variants=nested)
+        values, nested = _values(
+            self.r, await request.body(), request.headers.get("content-type"), creating=True
+        )
+        command = CreateEntity(
+            actor=ctx.actor,
+            entity_type=self.r.entity_type,
+            values=values,
+            parent_id=pid,
+            variants=nested,
+        )
         outcome, _ = await to_thread.run_sync(services.bus.handle, command)
         view = await self._read(request, outcome.entity_id, None)
-        return _respond(view, HTTP_201_CREATED,
-                        Location=_location(request, self.r, view.id, pid))
+        return _respond(view, HTTP_201_CREATED, Location=_location(request, self.r, view.id, pid))
 
-    async def get(self, request: AnyRequest, entity_id: str,
-                  product_id: str | None) -> Response[Any]:
+    async def get(
+        self, request: AnyRequest, entity_id: str, product_id: str | None
+    ) -> Response[Any]:
         pid = str(path_uuid(product_id, "product")) if product_id is not None else None
         view = await self._read(request, str(path_uuid(entity_id, self.r.label)), pid)
         return _respond(view, HTTP_200_OK)
 
-    async def update(self, request: AnyRequest, entity_id: str,
-                     product_id: str | None) -> Response[Any]:
+    async def update(
+        self, request: AnyRequest, entity_id: str, product_id: str | None
+    ) -> Response[Any]:
         ctx, services = context_of(request), services_of(request)
         pid = str(path_uuid(product_id, "product")) if product_id is not None else None
         eid = str(path_uuid(entity_id, self.r.label))
         expected = if_match_version(request)
-        values, _ = _values(self.r, await request.body(), request.headers.get("content-type"),
-                            creating=False)
+        values, _ = _values(
+            self.r, await request.body(), request.headers.get("content-type"), creating=False
+        )
         command = UpdateEntity(ctx.actor, self.r.entity_type, eid, values, expected, pid)
         await to_thread.run_sync(services.bus.handle, command)
         return _respond(await self._read(request, eid, pid), HTTP_200_OK)
 
-    async def delete(self, request: AnyRequest, entity_id: str,
-                     product_id: str | None) -> None:
+    async def delete(self, request: AnyRequest, entity_id: str, product_id: str | None) -> None:
         ctx, services = context_of(request), services_of(request)
         pid = str(path_uuid(product_id, "product")) if product_id is not None else None
         eid = str(path_uuid(entity_id, self.r.label))
-        command = DeleteEntity(ctx.actor, self.r.entity_type, eid, if_match_version(request),
-                               pid)
+        command = DeleteEntity(ctx.actor, self.r.entity_type, eid, if_match_version(request), pid)
         await to_thread.run_sync(services.bus.handle, command)
 
 
@@ -207,28 +222,63 @@ def _handlers(r: Resource, e: ResourceEndpoints) -> list[HTTPRouteHandler]:
     by_id = "/{entity_id:str}"
     pascal = "".join(part.title() for part in r.entity_type.split("_"))
     return [
-        get("/", responses=READ_RESPONSES, summary=f"List {r.collection}",
-            name=f"{r.entity_type}-list", operation_id=f"list{pascal}s")(_typed(list_items, many)),
-        post("/", status_code=HTTP_201_CREATED, responses=WRITE_RESPONSES,
-             summary=f"Create a {label}", operation_class=body,
-             name=f"{r.entity_type}-create", operation_id=f"create{pascal}")(_typed(create_item, one)),
-        get(by_id, responses=READ_RESPONSES, summary=f"Get a {label}",
-            name=f"{r.entity_type}-get", operation_id=f"get{pascal}")(_typed(get_item, one)),
-        put(by_id, responses=WRITE_RESPONSES, operation_class=body,
+        get(
+            "/",
+            responses=READ_RESPONSES,
+            summary=f"List {r.collection}",
+            name=f"{r.entity_type}-list",
+            operation_id=f"list{pascal}s",
+        )(_typed(list_items, many)),
+        post(
+            "/",
+            status_code=HTTP_201_CREATED,
+            responses=WRITE_RESPONSES,
+            summary=f"Create a {label}",
+            operation_class=body,
+            name=f"{r.entity_type}-create",
+            operation_id=f"create{pascal}",
+        )(_typed(create_item, one)),
+        get(
+            by_id,
+            responses=READ_RESPONSES,
+            summary=f"Get a {label}",
+            name=f"{r.entity_type}-get",
+            operation_id=f"get{pascal}",
+        )(_typed(get_item, one)),
+        put(
+            by_id,
+            responses=WRITE_RESPONSES,
+            operation_class=body,
             summary=f"Update a {label} (JSON Merge Patch)",
-            name=f"{r.entity_type}-put", operation_id=f"replace{pascal}")(_typed(update_item, one)),
-        patch(by_id, responses=WRITE_RESPONSES, operation_class=body,
-              summary=f"Update a {label} (JSON Merge Patch)",
-              name=f"{r.entity_type}-patch", operation_id=f"update{pascal}")(_typed(update_item, one)),
-        delete(by_id, status_code=HTTP_204_NO_CONTENT, responses=WRITE_RESPONSES,
-               summary=f"Delete a {label}", name=f"{r.entity_type}-delete", operation_id=f"delete{pascal}")(delete_item),
+            name=f"{r.entity_type}-put",
+            operation_id=f"replace{pascal}",
+        )(_typed(update_item, one)),
+        patch(
+            by_id,
+            responses=WRITE_RESPONSES,
+            operation_class=body,
+            summary=f"Update a {label} (JSON Merge Patch)",
+            name=f"{r.entity_type}-patch",
+            operation_id=f"update{pascal}",
+        )(_typed(update_item, one)),
+        delete(
+            by_id,
+            status_code=HTTP_204_NO_CONTENT,
+            responses=WRITE_RESPONSES,
+            summary=f"Delete a {label}",
+            name=f"{r.entity_type}-delete",
+            operation_id=f"delete{pascal}",
+        )(delete_item),
     ]
 
 
 def router_for(resource: Resource) -> Router:
     endpoints = ResourceEndpoints(resource)
-    path = (f"/products/{{product_id:str}}/{resource.collection}"
-            if resource.nested_in_products else f"/{resource.collection}")
+    path = (
+        f"/products/{{product_id:str}}/{resource.collection}"
+        if resource.nested_in_products
+        else f"/{resource.collection}"
+    )
     return Router(path=path, route_handlers=_handlers(resource, endpoints), tags=[resource.tag])
 
 

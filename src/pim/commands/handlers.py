@@ -30,8 +30,9 @@ class Outcome:
 
 
 def _prefixed(error: ValidationFailed, prefix: str) -> ValidationFailed:
-    return ValidationFailed([FieldError(f"{prefix}.{e.field}", e.code, e.message)
-                             for e in error.errors])
+    return ValidationFailed(
+        [FieldError(f"{prefix}.{e.field}", e.code, e.message) for e in error.errors]
+    )
 
 
 def _load(uow: UnitOfWork, entity_type: str, entity_id: str, parent_id: str | None) -> Entity:
@@ -45,8 +46,13 @@ def _load(uow: UnitOfWork, entity_type: str, entity_id: str, parent_id: str | No
     return entity
 
 
-def _create(uow: UnitOfWork, entity_type: str, entity_id: str, values: Mapping[str, Any],
-            parent_id: str | None) -> Entity:
+def _create(
+    uow: UnitOfWork,
+    entity_type: str,
+    entity_id: str,
+    values: Mapping[str, Any],
+    parent_id: str | None,
+) -> Entity:
     policy = ENTITY_POLICIES[entity_type]
     fields = policy.entity.normalise(values, current=None)
     if entity_type == "variant":

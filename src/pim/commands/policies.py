@@ -40,8 +40,9 @@ def _changed(entity: Entity, before: Mapping[str, Any], name: str) -> bool:
     return before.get(name) != entity.fields.get(name)
 
 
-def _require_refs(uow: UnitOfWork, errors: FieldErrors, field: str, ids: Sequence[str],
-                  cls: type[Entity]) -> None:
+def _require_refs(
+    uow: UnitOfWork, errors: FieldErrors, field: str, ids: Sequence[str], cls: type[Entity]
+) -> None:
     for index, ref in enumerate(ids):
         if uow.find(cls, ref) is None:
             errors.add(f"{field}[{index}]", "not_found", f"no such {cls.entity_type}")
@@ -50,29 +51,38 @@ def _require_refs(uow: UnitOfWork, errors: FieldErrors, field: str, ids: Sequenc
 class ProductPolicy(Policy):
     entity = Product
 
-    def check(self, uow: UnitOfWork, fields: Mapping[str, Any], names: Sequence[str],
-              patch_attributes: Mapping[str, Any] | None = None) -> None:
+    def check(
+        self,
+        uow: UnitOfWork,
+        fields: Mapping[str, Any],
+        names: Sequence[str],
+        patch_attributes: Mapping[str, Any] | None = None,
+    ) -> None:
         errors = FieldErrors()
-        if "category" in names and fields.get("category"):
-            if uow.owner_of("category-slug", fields["category"]) is None:
-                errors.add("category", "not_found", "no category of this tenant has that slug")
-        if "brand_id" in names and fields.get("brand_id"):
-            if uow.find(Brand, fields["brand_id"]) is None:
-                errors.add("brand_id", "not_found", "no such brand")
-        if "template_id" in names and fields.get("template_id"):
-            if uow.find(Template, fields["template_id"]) is None:
-                errors.add("template_id", "not_found", "no such template")
+        category = fields.get("category") if "category" in names else None
+        if category and uow.owner_of("category-slug", category) is None:
+            errors.add("category", "not_found", "no category of this tenant has that slug")
+        brand_id = fields.get("brand_id") if "brand_id" in names else None
+        if brand_id and uow.find(Brand, brand_id) is None:
+            errors.add("brand_id", "not_found", "no such brand")
+        template_id = fields.get("template_id") if "template_id" in names else None
+        if template_id and uow.find(Template, template_id) is None:
+            errors.add("template_id", "not_found", "no such template")
         if "attributes" in names:
-            values = patch_attributes if patch_attributes is not None else \
-                fields.get("attributes") or {}
+            values = (
+                patch_attributes if patch_attributes is not None else fields.get("attributes") or {}
+            )
             for key, value in values.items():
                 if value is None:
                     continue
                 owner = uow.owner_of("attribute-key", key)
                 attribute = uow.find(Attribute, owner) if owner else None
                 if attribute is None:
-                    errors.add(f"attributes.{key}", "unknown_attribute",
-                               "no attribute with this key is defined")
+                    errors.add(
+                        f"attributes.{key}",
+                        "unknown_attribute",
+                        "no attribute with this key is defined",
+                    )
                     continue
                 problem = attribute.check_value(value)
                 if problem:
@@ -105,12 +115,15 @@ class VariantPolicy(Policy):
 
     @staticmethod
     def _claims(uow: UnitOfWork, variant: Variant) -> None:
-        uow.claim("sku", variant.fields["sku"], variant.entity_id,
-                  f"sku '{variant.fields['sku']}'")
+        uow.claim("sku", variant.fields["sku"], variant.entity_id, f"sku '{variant.fields['sku']}'")
         signature = option_signature(variant.fields.get("option_values") or {})
         if signature is not None:
-            uow.claim(f"options:{variant.product_id}", signature, variant.entity_id,
-                      f"a variant of this product with option_values {signature}")
+            uow.claim(
+                f"options:{variant.product_id}",
+                signature,
+                variant.entity_id,
+                f"a variant of this product with option_values {signature}",
+            )
 
     @staticmethod
     def _releases(uow: UnitOfWork, variant: Variant, fields: Mapping[str, Any]) -> None:
@@ -154,9 +167,15 @@ class CategoryPolicy(Policy):
         depth = 0
         while current is not None:
             if current in seen:
-                raise ValidationFailed([FieldError(
-                    "parent_id", "cycle", "a category cannot be moved under itself or a descendant"
-                )])
+                raise ValidationFailed(
+                    [
+                        FieldError(
+                            "parent_id",
+                            "cycle",
+                            "a category cannot be moved under itself or a descendant",
+                        )
+                    ]
+                )
             parent = uow.find(Category, current)
             if parent is None:
                 raise ValidationFailed([FieldError("parent_id", "not_found", "no such category")])
@@ -164,13 +183,23 @@ class CategoryPolicy(Policy):
             current = parent.fields.get("parent_id")
             depth += 1
             if depth > MAX_CATEGORY_DEPTH:
-                raise ValidationFailed([FieldError(
-                    "parent_id", "too_deep", f"categories nest at most {MAX_CATEGORY_DEPTH} deep"
-                )])
+                raise ValidationFailed(
+                    [
+                        FieldError(
+                            "parent_id",
+                            "too_deep",
+                            f"categories nest at most {MAX_CATEGORY_DEPTH} deep",
+                        )
+                    ]
+                )
 
     def on_create(self, uow: UnitOfWork, entity: Entity, parent_id: str | None) -> None:
-        uow.claim("category-slug", entity.fields["slug"], entity.entity_id,
-                  f"category slug '{entity.fields['slug']}'")
+        uow.claim(
+            "category-slug",
+            entity.fields["slug"],
+            entity.entity_id,
+            f"category slug '{entity.fields['slug']}'",
+        )
         self._check_parent(uow, entity)
         if entity.fields.get("parent_id"):
             uow.children(entity.fields["parent_id"]).add(uow.actor, entity.entity_id, "category")
@@ -178,15 +207,20 @@ class CategoryPolicy(Policy):
     def on_update(self, uow: UnitOfWork, entity: Entity, before: Mapping[str, Any]) -> None:
         if _changed(entity, before, "slug"):
             uow.release("category-slug", before["slug"], entity.entity_id)
-            uow.claim("category-slug", entity.fields["slug"], entity.entity_id,
-                      f"category slug '{entity.fields['slug']}'")
+            uow.claim(
+                "category-slug",
+                entity.fields["slug"],
+                entity.entity_id,
+                f"category slug '{entity.fields['slug']}'",
+            )
         if _changed(entity, before, "parent_id"):
             self._check_parent(uow, entity)
             if before.get("parent_id"):
                 uow.children(before["parent_id"]).remove(uow.actor, entity.entity_id)
             if entity.fields.get("parent_id"):
-                uow.children(entity.fields["parent_id"]).add(uow.actor, entity.entity_id,
-                                                             "category")
+                uow.children(entity.fields["parent_id"]).add(
+                    uow.actor, entity.entity_id, "category"
+                )
 
     def on_delete(self, uow: UnitOfWork, entity: Entity) -> None:
         children = uow.children(entity.entity_id)
@@ -229,13 +263,18 @@ class KeyedPolicy(Policy):
 
     def on_create(self, uow: UnitOfWork, entity: Entity, parent_id: str | None) -> None:
         if entity.fields.get("key"):
-            uow.claim(self.key_kind, entity.fields["key"], entity.entity_id,
-                      f"{entity.entity_type.replace('_', ' ')} key '{entity.fields['key']}'")
+            uow.claim(
+                self.key_kind,
+                entity.fields["key"],
+                entity.entity_id,
+                f"{entity.entity_type.replace('_', ' ')} key '{entity.fields['key']}'",
+            )
         self._check_refs(uow, entity, self.reference_fields)
 
     def on_update(self, uow: UnitOfWork, entity: Entity, before: Mapping[str, Any]) -> None:
-        self._check_refs(uow, entity, [n for n in self.reference_fields
-                                       if _changed(entity, before, n)])
+        self._check_refs(
+            uow, entity, [n for n in self.reference_fields if _changed(entity, before, n)]
+        )
 
     def on_delete(self, uow: UnitOfWork, entity: Entity) -> None:
         if entity.fields.get("key"):
@@ -297,8 +336,16 @@ class MediaPolicy(Policy):
 
 ENTITY_POLICIES: dict[str, Policy] = {
     policy.entity.entity_type: policy
-    for policy in (ProductPolicy(), VariantPolicy(), CategoryPolicy(), BrandPolicy(),
-                   AttributePolicy(), AttributeGroupPolicy(), TemplatePolicy(), MediaPolicy())
+    for policy in (
+        ProductPolicy(),
+        VariantPolicy(),
+        CategoryPolicy(),
+        BrandPolicy(),
+        AttributePolicy(),
+        AttributeGroupPolicy(),
+        TemplatePolicy(),
+        MediaPolicy(),
+    )
 }
 
 

@@ -27,20 +27,33 @@ def _name(errors: FieldErrors, values: Mapping[str, Any], out: dict[str, Any]) -
         if values["name"] is None:
             errors.add("name", "required", "is required")
         else:
-            out["name"] = text(errors, "name", values["name"], min_length=1, max_length=NAME_MAX,
-                               trim=True, single_line=True)
+            out["name"] = text(
+                errors,
+                "name",
+                values["name"],
+                min_length=1,
+                max_length=NAME_MAX,
+                trim=True,
+                single_line=True,
+            )
 
 
 def _description(errors: FieldErrors, values: Mapping[str, Any], out: dict[str, Any]) -> None:
     if "description" in values:
         value = values["description"]
-        out["description"] = None if value is None else text(
-            errors, "description", value, max_length=DESCRIPTION_MAX
+        out["description"] = (
+            None
+            if value is None
+            else text(errors, "description", value, max_length=DESCRIPTION_MAX)
         )
 
 
-def _key(errors: FieldErrors, values: Mapping[str, Any], out: dict[str, Any],
-         current: Mapping[str, Any] | None) -> None:
+def _key(
+    errors: FieldErrors,
+    values: Mapping[str, Any],
+    out: dict[str, Any],
+    current: Mapping[str, Any] | None,
+) -> None:
     if "key" in values:
         key = values["key"]
         if not isinstance(key, str) or not ATTRIBUTE_KEY_PATTERN.match(key):
@@ -125,8 +138,14 @@ def _options(errors: FieldErrors, value: Any) -> list[str] | None:
         return None
     out: list[str] = []
     for index, option in enumerate(value):
-        item = text(errors, f"options[{index}]", option, min_length=1, max_length=OPTION_MAX,
-                    single_line=True)
+        item = text(
+            errors,
+            f"options[{index}]",
+            option,
+            min_length=1,
+            max_length=OPTION_MAX,
+            single_line=True,
+        )
         if item is None:
             continue
         if item in out:
@@ -160,8 +179,8 @@ class AttributeGroup(Entity):
         _key(errors, values, out, current)
         if "attribute_ids" in values:
             ids = values["attribute_ids"]
-            out["attribute_ids"] = [] if ids is None else reference_list(
-                errors, "attribute_ids", ids
+            out["attribute_ids"] = (
+                [] if ids is None else reference_list(errors, "attribute_ids", ids)
             )
         if current is None and "name" not in values:
             errors.add("name", "required", "is required")
@@ -174,7 +193,9 @@ class Template(Entity):
 
     entity_type: ClassVar[str] = "template"
     defaults: ClassVar[dict[str, Any]] = {
-        "description": None, "attribute_ids": [], "required_attribute_ids": [],
+        "description": None,
+        "attribute_ids": [],
+        "required_attribute_ids": [],
     }
 
     class Created(Entity.Created):
@@ -204,7 +225,10 @@ class Template(Entity):
         allowed = set(state.get("attribute_ids") or [])
         for index, ref in enumerate(state.get("required_attribute_ids") or []):
             if ref not in allowed:
-                errors.add(f"required_attribute_ids[{index}]", "not_in_attribute_ids",
-                           "required attributes must also be listed in attribute_ids")
+                errors.add(
+                    f"required_attribute_ids[{index}]",
+                    "not_in_attribute_ids",
+                    "required attributes must also be listed in attribute_ids",
+                )
         errors.raise_if_any()
         return out

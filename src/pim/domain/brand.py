@@ -40,14 +40,23 @@ class Brand(Entity):
             if values["name"] is None:
                 errors.add("name", "required", "is required")
             else:
-                out["name"] = text(errors, "name", values["name"], min_length=1,
-                                   max_length=NAME_MAX, trim=True, single_line=True)
+                out["name"] = text(
+                    errors,
+                    "name",
+                    values["name"],
+                    min_length=1,
+                    max_length=NAME_MAX,
+                    trim=True,
+                    single_line=True,
+                )
         elif current is None:
             errors.add("name", "required", "is required")
         if "description" in values:
             value = values["description"]
-            out["description"] = None if value is None else text(
-                errors, "description", value, max_length=DESCRIPTION_MAX
+            out["description"] = (
+                None
+                if value is None
+                else text(errors, "description", value, max_length=DESCRIPTION_MAX)
             )
         if "logo_url" in values:
             value = values["logo_url"]

@@ -35,8 +35,15 @@ class Category(Entity):
             if values["name"] is None:
                 errors.add("name", "required", "is required")
             else:
-                out["name"] = text(errors, "name", values["name"], min_length=1,
-                                   max_length=NAME_MAX, trim=True, single_line=True)
+                out["name"] = text(
+                    errors,
+                    "name",
+                    values["name"],
+                    min_length=1,
+                    max_length=NAME_MAX,
+                    trim=True,
+                    single_line=True,
+                )
         elif current is None:
             errors.add("name", "required", "is required")
         if values.get("slug") is not None:
@@ -51,8 +58,10 @@ class Category(Entity):
                 errors.add("slug", "required", "give a slug: none can be derived from the name")
         if "description" in values:
             value = values["description"]
-            out["description"] = None if value is None else text(
-                errors, "description", value, max_length=DESCRIPTION_MAX
+            out["description"] = (
+                None
+                if value is None
+                else text(errors, "description", value, max_length=DESCRIPTION_MAX)
             )
         if "parent_id" in values:
             value = values["parent_id"]

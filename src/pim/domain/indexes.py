@@ -57,8 +57,9 @@ class UniqueKey(BaseAggregate[str]):
 
     @classmethod
     def claim_new(cls, actor: Actor, key_id: str, owner_id: str, label: str) -> Self:
-        return cls._create(cls.Claimed, id=key_id, owner_id=owner_id, label=label,
-                           **actor.event_meta())
+        return cls._create(
+            cls.Claimed, id=key_id, owner_id=owner_id, label=label, **actor.event_meta()
+        )
 
     def claim(self, actor: Actor, owner_id: str) -> None:
         if self.owner_id == owner_id:
@@ -118,8 +119,9 @@ class Children(BaseAggregate[str]):
         if self.closed:
             raise NotFound("the parent of this resource no longer exists")
         if child_id not in self.members:
-            self.trigger_event(self.Added, child_id=child_id, child_type=child_type,
-                               **actor.event_meta())
+            self.trigger_event(
+                self.Added, child_id=child_id, child_type=child_type, **actor.event_meta()
+            )
 
     def remove(self, actor: Actor, child_id: str) -> None:
         if child_id in self.members:

@@ -15,7 +15,10 @@ SORT_ORDER_RANGE = (-(2**31), 2**31 - 1)
 class Media(Entity):
     entity_type: ClassVar[str] = "media"
     defaults: ClassVar[dict[str, Any]] = {
-        "product_id": None, "variant_id": None, "alt_text": None, "sort_order": 0,
+        "product_id": None,
+        "variant_id": None,
+        "alt_text": None,
+        "sort_order": 0,
     }
 
     class Created(Entity.Created):
@@ -46,16 +49,15 @@ class Media(Entity):
                 out[field] = None if value is None else reference(errors, field, value)
         if "alt_text" in values:
             value = values["alt_text"]
-            out["alt_text"] = None if value is None else text(
-                errors, "alt_text", value, max_length=ALT_TEXT_MAX
+            out["alt_text"] = (
+                None if value is None else text(errors, "alt_text", value, max_length=ALT_TEXT_MAX)
             )
         if "sort_order" in values:
             value = values["sort_order"]
             low, high = SORT_ORDER_RANGE
             if value is None:
                 out["sort_order"] = 0
-            elif isinstance(value, bool) or not isinstance(value, int) or \
-                    not low <= value <= high:
+            elif isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                 errors.add("sort_order", "out_of_range", "must be a 32-bit integer")
             else:
                 out["sort_order"] = value

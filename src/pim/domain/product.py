@@ -47,11 +47,18 @@ class Product(Entity):
                 if value is None:
                     errors.add("title", "required", "is required")
                 else:
-                    out[name] = text(errors, name, value, min_length=1, max_length=TITLE_MAX,
-                                     trim=True, single_line=True)
+                    out[name] = text(
+                        errors,
+                        name,
+                        value,
+                        min_length=1,
+                        max_length=TITLE_MAX,
+                        trim=True,
+                        single_line=True,
+                    )
             elif name == "description":
-                out[name] = None if value is None else text(
-                    errors, name, value, max_length=DESCRIPTION_MAX
+                out[name] = (
+                    None if value is None else text(errors, name, value, max_length=DESCRIPTION_MAX)
                 )
             elif name == "category":
                 out[name] = None if value is None else slug(errors, name, value)
@@ -91,8 +98,9 @@ def attribute_values(
     out: dict[str, Any] = {}
     for key, item in value.items():
         if not isinstance(key, str) or not ATTRIBUTE_KEY_PATTERN.match(key):
-            errors.add(f"attributes.{key}", "invalid_key",
-                       "attribute keys match ^[a-z][a-z0-9_]{0,63}$")
+            errors.add(
+                f"attributes.{key}", "invalid_key", "attribute keys match ^[a-z][a-z0-9_]{0,63}$"
+            )
             continue
         if item is None and not allow_removal:
             continue

@@ -15,7 +15,14 @@ from pim.domain.product import Product
 from pim.domain.variant import Variant
 
 ENTITY_CLASSES: tuple[type[Entity], ...] = (
-    Product, Variant, Category, Brand, Attribute, AttributeGroup, Template, Media,
+    Product,
+    Variant,
+    Category,
+    Brand,
+    Attribute,
+    AttributeGroup,
+    Template,
+    Media,
 )
 ENTITY_BY_TYPE: dict[str, type[Entity]] = {cls.entity_type: cls for cls in ENTITY_CLASSES}
 

@@ -27,7 +27,10 @@ class Variant(Entity):
     entity_type: ClassVar[str] = "variant"
     merge_fields: ClassVar[frozenset[str]] = frozenset({"option_values"})
     defaults: ClassVar[dict[str, Any]] = {
-        "barcode": None, "price": None, "currency": None, "option_values": {},
+        "barcode": None,
+        "price": None,
+        "currency": None,
+        "option_values": {},
     }
 
     class Created(Entity.Created):
@@ -55,12 +58,17 @@ class Variant(Entity):
             errors.add("sku", "required", "is required")
         if "barcode" in values:
             value = values["barcode"]
-            out["barcode"] = None if value is None else text(
-                errors, "barcode", value, min_length=1, max_length=BARCODE_MAX, single_line=True
+            out["barcode"] = (
+                None
+                if value is None
+                else text(
+                    errors, "barcode", value, min_length=1, max_length=BARCODE_MAX, single_line=True
+                )
             )
         if "option_values" in values:
-            out["option_values"] = _option_values(errors, values["option_values"],
-                                                  allow_removal=current is not None)
+            out["option_values"] = _option_values(
+                errors, values["option_values"], allow_removal=current is not None
+            )
         if "currency" in values:
             currency = values["currency"]
             if currency is not None and minor_units(str(currency)) is None:
@@ -81,14 +89,21 @@ def _sku(errors: FieldErrors, value: Any) -> str | None:
         errors.add("sku", "too_long" if value else "required", f"must be 1 to {SKU_MAX} characters")
         return None
     if value != value.strip() or has_control_characters(value):
-        errors.add("sku", "invalid_format",
-                   "must not start or end with whitespace or contain control characters")
+        errors.add(
+            "sku",
+            "invalid_format",
+            "must not start or end with whitespace or contain control characters",
+        )
         return None
     return value
 
 
-def _price(errors: FieldErrors, values: Mapping[str, Any], out: dict[str, Any],
-           current: Mapping[str, Any] | None) -> None:
+def _price(
+    errors: FieldErrors,
+    values: Mapping[str, Any],
+    out: dict[str, Any],
+    current: Mapping[str, Any] | None,
+) -> None:
     state = {**Variant.defaults, **(current or {})}
     raw_price = values["price"] if "price" in values else state.get("price")
     currency = out["currency"] if "currency" in out else state.get("currency")
@@ -98,7 +113,7 @@ def _price(errors: FieldErrors, values: Mapping[str, Any], out: dict[str, Any],
         return
     amount = to_decimal(raw_price)
     if amount is None:
-        errors.add("price", "invalid_format", "must be a decimal number, e.g. \"89.99\"")
+        errors.add("price", "invalid_format", 'must be a decimal number, e.g. "89.99"')
         return
     if amount < 0 or amount > PRICE_MAX:
         errors.add("price", "out_of_range", f"must be between 0 and {PRICE_MAX}")
@@ -111,14 +126,16 @@ def _price(errors: FieldErrors, values: Mapping[str, Any], out: dict[str, Any],
         return  # already reported on currency
     formatted = format_price(amount, exponent)
     if formatted is None:
-        errors.add("price", "too_precise",
-                   f"{currency} prices have at most {exponent} decimal places")
+        errors.add(
+            "price", "too_precise", f"{currency} prices have at most {exponent} decimal places"
+        )
         return
     out["price"] = formatted
 
 
-def _option_values(errors: FieldErrors, value: Any, *, allow_removal: bool
-                   ) -> dict[str, Any] | None:
+def _option_values(
+    errors: FieldErrors, value: Any, *, allow_removal: bool
+) -> dict[str, Any] | None:
     if value is None:
         return {} if not allow_removal else None
     if not isinstance(value, Mapping):
@@ -127,8 +144,11 @@ def _option_values(errors: FieldErrors, value: Any, *, allow_removal: bool
     out: dict[str, Any] = {}
     for key, item in value.items():
         field = f"option_values.{key}"
-        if not isinstance(key, str) or not 1 <= len(key) <= OPTION_KEY_MAX or \
-                has_control_characters(key):
+        if (
+            not isinstance(key, str)
+            or not 1 <= len(key) <= OPTION_KEY_MAX
+            or has_control_characters(key)
+        ):
             errors.add(field, "invalid_key", f"option names are 1 to {OPTION_KEY_MAX} characters")
             continue
         if item is None:

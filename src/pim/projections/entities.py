@@ -57,17 +57,26 @@ class EntitiesView(Projection):
                 " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
             ).format(sql.Identifier(self.table("entities_view"))),
             (
-                event.tenant_id, entity_type, entity_id_of(event.originator_id),
-                fields.get("product_id"), fields.get("variant_id"),
-                fields.get("sort_order") or 0, Jsonb(fields), event.originator_version,
-                event.timestamp, event.timestamp,
+                event.tenant_id,
+                entity_type,
+                entity_id_of(event.originator_id),
+                fields.get("product_id"),
+                fields.get("variant_id"),
+                fields.get("sort_order") or 0,
+                Jsonb(fields),
+                event.originator_version,
+                event.timestamp,
+                event.timestamp,
             ),
         )
 
     def on_updated(self, cur: Cursor[Any], event: Entity.Updated, position: int) -> None:
         new_values = {name: change["to"] for name, change in event.changes.items()}
-        assignments: list[sql.Composable] = [sql.SQL("doc = doc || %s"), sql.SQL("version = %s"),
-                       sql.SQL("updated_at = %s")]
+        assignments: list[sql.Composable] = [
+            sql.SQL("doc = doc || %s"),
+            sql.SQL("version = %s"),
+            sql.SQL("updated_at = %s"),
+        ]
         params: list[Any] = [Jsonb(new_values), event.originator_version, event.timestamp]
         for column in LIFTED:
             if column in new_values:

@@ -97,8 +97,7 @@ class ProductsView(Projection):
             (event.tenant_id, entity_id_of(event.originator_id)),
         )
 
-    def _count_variant(self, cur: Cursor[Any], tenant_id: str, product_id: str,
-                       delta: int) -> None:
+    def _count_variant(self, cur: Cursor[Any], tenant_id: str, product_id: str, delta: int) -> None:
         # variant_count is derived: it changes neither the product's version nor updated_at.
         cur.execute(
             sql.SQL(

@@ -83,8 +83,9 @@ def changes_of(event: Any) -> dict[str, dict[str, Any]]:
     if isinstance(event, Entity.Updated):
         return dict(event.changes)
     if isinstance(event, Entity.Deleted):
-        return {k: {"from": v, "to": None} for k, v in event.fields.items()
-                if v is not None and v != {}}
+        return {
+            k: {"from": v, "to": None} for k, v in event.fields.items() if v is not None and v != {}
+        }
     return {}
 
 

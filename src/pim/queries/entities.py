@@ -46,8 +46,13 @@ class EntityQueries:
     def _to_view(self, row: tuple[Any, ...]) -> Any:
         doc, entity_id, version, created_at, updated_at = row[:5]
         return msgspec.convert(
-            {**doc, "id": entity_id, "version": version, "created_at": created_at,
-             "updated_at": updated_at},
+            {
+                **doc,
+                "id": entity_id,
+                "version": version,
+                "created_at": created_at,
+                "updated_at": updated_at,
+            },
             self.view,
         )
 
@@ -108,7 +113,8 @@ class EntityQueries:
         if len(rows) > limit:
             last = rows[limit - 1]
             key: msgspec.Struct = (
-                SortedKey(last[5], last[3], last[1]) if self.by_sort_order
+                SortedKey(last[5], last[3], last[1])
+                if self.by_sort_order
                 else CreatedKey(last[3], last[1])
             )
             next_cursor = encode_cursor(key)
@@ -125,8 +131,9 @@ def column_uuid(parameter: str, column: str) -> Filter:
     return parse
 
 
-def doc_equals(parameter: str, key: str, *, choices: tuple[str, ...] | None = None,
-               uuid: bool = False) -> Filter:
+def doc_equals(
+    parameter: str, key: str, *, choices: tuple[str, ...] | None = None, uuid: bool = False
+) -> Filter:
     def parse(value: str) -> tuple[sql.Composable, Any]:
         if choices is not None and value not in choices:
             raise InvalidQuery(parameter, f"must be one of {', '.join(choices)}")
