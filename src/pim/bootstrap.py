@@ -17,6 +17,8 @@ from pim.projections.base import Projection
 from pim.projections.entities import EntitiesView
 from pim.projections.products import ProductsView
 from pim.projections.runner import Projector
+from pim.projections.stats import StatsView
+from pim.projections.validation import ValidationView
 from pim.queries.audit import AUDIT_DDL
 from pim.settings import Settings
 
@@ -29,7 +31,7 @@ def connection_kwargs() -> dict[str, Any]:
 
 
 def catalog_projections() -> list[Projection]:
-    return [ProductsView(), EntitiesView()]
+    return [ProductsView(), EntitiesView(), StatsView(), ValidationView()]
 
 
 @dataclass

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
@@ -16,6 +18,25 @@ from pim.infra.embedded import embedded_services
 from pim.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn re-raises SIGINT/SIGTERM after a graceful shutdown, which would kill the process
+    before our cleanup (closing pools, stopping embedded PostgreSQL and Redis) runs. Here the
+    signal only asks the server to exit; the caller's ``finally`` blocks then run."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        handled = (signal.SIGINT, signal.SIGTERM)
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
 
 
 def _uvicorn_config(app: Any, settings: Settings, **extra: Any) -> uvicorn.Config:
@@ -37,7 +58,7 @@ def serve(settings: Settings, *, with_projector: bool = True) -> None:
         try:
             if with_projector:
                 services.projector.start_background(services.database_url)
-            server = uvicorn.Server(_uvicorn_config(create_app(services), resolved))
+            server = _Server(_uvicorn_config(create_app(services), resolved))
             server.run()
         finally:
             services.close()

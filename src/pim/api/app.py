@@ -14,6 +14,7 @@ from pim.api.health import HealthController
 from pim.api.http import API_PREFIX
 from pim.api.idempotency import IdempotencyMiddleware
 from pim.api.identity import IdentityMiddleware
+from pim.api.insights import InsightsController
 from pim.api.openapi import openapi_config
 from pim.api.problems import EXCEPTION_HANDLERS
 from pim.api.reads import ReadSide
@@ -34,7 +35,10 @@ def create_app(services: Services) -> Litestar:
         if reads is not None:
             await reads.close()
 
-    api = Router(path=API_PREFIX, route_handlers=[*routers(RESOURCES), AuditController])
+    api = Router(
+        path=API_PREFIX,
+        route_handlers=[*routers(RESOURCES), AuditController, InsightsController],
+    )
     app = Litestar(
         route_handlers=[api, HealthController],
         middleware=[

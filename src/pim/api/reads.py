@@ -13,6 +13,7 @@ from pim.bootstrap import Services, connection_kwargs
 from pim.domain.attribute import ATTRIBUTE_TYPES
 from pim.queries.audit import AuditQueries
 from pim.queries.entities import EntityQueries, column_uuid, doc_equals
+from pim.queries.insights import InsightQueries
 from pim.queries.products import ProductQueries
 from pim.queries.views import (
     AttributeGroupView,
@@ -65,6 +66,7 @@ class ReadSide:
     redis: aioredis.Redis
     resources: dict[str, Any]  # entity type -> its queries (get / list)
     audit: AuditQueries
+    insights: InsightQueries
 
     @classmethod
     async def open(cls, services: Services, *, pool_size: int = 16) -> ReadSide:
@@ -83,6 +85,7 @@ class ReadSide:
             redis=aioredis.Redis.from_url(redis_url, socket_timeout=2),
             resources=resource_queries(pool),
             audit=AuditQueries(pool, services.store),
+            insights=InsightQueries(pool),
         )
 
     async def close(self) -> None:

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import signal
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -29,13 +32,29 @@ class EmbeddedServers:
 
     def stop(self) -> None:
         if self.redis is not None:
+            pid = getattr(self.redis, "pid", 0)
+            # The server closes the connection as it exits, which redis-py reports as an error.
             with contextlib.suppress(Exception):
-                self.redis.shutdown(save=True, now=True)
+                self.redis.shutdown(save=True, now=True, force=True)
+            if pid:
+                _wait_or_terminate(pid)
             self.redis = None
         if self.postgres is not None:
             with contextlib.suppress(Exception):
                 self.postgres.cleanup()
             self.postgres = None
+
+
+def _wait_or_terminate(pid: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
 
 
 def start_embedded_postgres(data_dir: Path) -> tuple[Any, str]:

@@ -28,6 +28,17 @@ class Projection(ABC):
     def table(self, base: str) -> str:
         return f"{base}{self.table_suffix}"
 
+    @property
+    def tracking_name(self) -> str:
+        """Name of this projection's tracking row (a rebuild tracks its fresh tables apart)."""
+        return f"{self.name}{self.table_suffix}"
+
+    def tables(self) -> list[str]:
+        """The tables this projection owns (for rebuild and verify)."""
+        return [self.table(base) for base in self.table_bases]
+
+    table_bases: ClassVar[tuple[str, ...]] = ()
+
     @abstractmethod
     def ddl(self) -> list[str]:
         """Idempotent CREATE statements for this projection's tables."""

@@ -20,6 +20,7 @@ LIFTED = ("product_id", "variant_id", "sort_order")
 
 class EntitiesView(Projection):
     name: ClassVar[str] = "entities"
+    table_bases: ClassVar[tuple[str, ...]] = ("entities_view",)
 
     def ddl(self) -> list[str]:
         t = self.table("entities_view")

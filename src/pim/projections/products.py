@@ -22,6 +22,7 @@ def _column_value(name: str, value: Any) -> Any:
 
 class ProductsView(Projection):
     name: ClassVar[str] = "products"
+    table_bases: ClassVar[tuple[str, ...]] = ("products_view",)
 
     def ddl(self) -> list[str]:
         t = self.table("products_view")

@@ -84,10 +84,10 @@ class Projector:
     def tracked_positions(self, conn: psycopg.Connection[Any]) -> dict[str, int]:
         rows = conn.execute(
             "SELECT name, position FROM projection_tracking WHERE name = ANY(%s)",
-            ([p.name for p in self.projections],),
+            ([p.tracking_name for p in self.projections],),
         ).fetchall()
         found = {str(r[0]): int(r[1]) for r in rows}
-        return {p.name: found.get(p.name, 0) for p in self.projections}
+        return {p.tracking_name: found.get(p.tracking_name, 0) for p in self.projections}
 
     # -- catching up ----------------------------------------------------------------------
 
@@ -147,7 +147,7 @@ class Projector:
                         continue
                     event = self.store.decode(originator_id, version, topic, bytes(state))
                     for projection in self.projections:
-                        if positions[projection.name] < notification_id:
+                        if positions[projection.tracking_name] < notification_id:
                             projection.apply(cur, event, notification_id)
             reached = int(rows[-1][0]) if rows else start
             if rows or any(pos != reached for pos in positions.values()):
@@ -157,7 +157,7 @@ class Projector:
                        ON CONFLICT (name) DO UPDATE
                        SET position = GREATEST(projection_tracking.position, EXCLUDED.position),
                            updated_at = now()""",
-                    ([p.name for p in self.projections], reached),
+                    ([p.tracking_name for p in self.projections], reached),
                 )
         self._position = max(self._position, reached)
         return len(rows), len(rows) == BATCH_SIZE

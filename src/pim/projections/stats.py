@@ -1,0 +1,92 @@
+"""Per-tenant counters, so GET /stats is one primary-key read whatever the catalog's size."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from psycopg import Cursor, sql
+
+from pim.domain.entity import Entity
+from pim.domain.product import Product
+from pim.domain.registry import ENTITY_CLASSES
+from pim.projections.base import EventHandler, Projection
+
+# entity type -> counter column
+COUNTERS = {
+    "product": "products",
+    "variant": "variants",
+    "brand": "brands",
+    "category": "categories",
+    "attribute": "attributes",
+    "attribute_group": "attribute_groups",
+    "template": "templates",
+    "media": "media",
+}
+STATUS_COLUMNS = {"ACTIVE": "active", "DRAFT": "draft", "ARCHIVED": "archived"}
+
+
+class StatsView(Projection):
+    name: ClassVar[str] = "stats"
+    table_bases: ClassVar[tuple[str, ...]] = ("stats_view",)
+
+    def ddl(self) -> list[str]:
+        columns = ", ".join(
+            f"{c} bigint NOT NULL DEFAULT 0" for c in [*COUNTERS.values(), *STATUS_COLUMNS.values()]
+        )
+        return [
+            f"CREATE TABLE IF NOT EXISTS {self.table('stats_view')}"
+            f" (tenant_id uuid PRIMARY KEY, {columns})"
+        ]
+
+    def _add(self, cur: Cursor[Any], tenant_id: str, deltas: dict[str, int]) -> None:
+        deltas = {c: d for c, d in deltas.items() if d}
+        if not deltas:
+            return
+        names = list(deltas)
+        cur.execute(
+            sql.SQL(
+                "INSERT INTO {table} (tenant_id, {cols}) VALUES (%s, {vals})"
+                " ON CONFLICT (tenant_id) DO UPDATE SET {sets}"
+            ).format(
+                table=sql.Identifier(self.table("stats_view")),
+                cols=sql.SQL(", ").join(map(sql.Identifier, names)),
+                vals=sql.SQL(", ").join(sql.Placeholder() * len(names)),
+                sets=sql.SQL(", ").join(
+                    sql.SQL("{c} = {t}.{c} + EXCLUDED.{c}").format(
+                        c=sql.Identifier(n), t=sql.Identifier(self.table("stats_view"))
+                    )
+                    for n in names
+                ),
+            ),
+            [tenant_id, *deltas.values()],
+        )
+
+    def on_created(self, cur: Cursor[Any], event: Entity.Created, position: int) -> None:
+        deltas = {COUNTERS[_TYPE_OF[type(event)]]: 1}
+        if isinstance(event, Product.Created):
+            deltas[STATUS_COLUMNS[event.fields["status"]]] = 1
+        self._add(cur, event.tenant_id, deltas)
+
+    def on_deleted(self, cur: Cursor[Any], event: Entity.Deleted, position: int) -> None:
+        deltas = {COUNTERS[_TYPE_OF[type(event)]]: -1}
+        if isinstance(event, Product.Deleted):
+            deltas[STATUS_COLUMNS[event.fields["status"]]] = -1
+        self._add(cur, event.tenant_id, deltas)
+
+    def on_product_updated(self, cur: Cursor[Any], event: Product.Updated, position: int) -> None:
+        change = event.changes.get("status")
+        if change is not None:
+            self._add(
+                cur,
+                event.tenant_id,
+                {STATUS_COLUMNS[change["from"]]: -1, STATUS_COLUMNS[change["to"]]: 1},
+            )
+
+    handlers: ClassVar[dict[type[Any], EventHandler]] = {Product.Updated: on_product_updated}
+
+
+_TYPE_OF: dict[type[Any], str] = {}
+for _cls in ENTITY_CLASSES:
+    _TYPE_OF[_cls.Created] = _TYPE_OF[_cls.Deleted] = _cls.entity_type
+    StatsView.handlers[_cls.Created] = StatsView.on_created
+    StatsView.handlers[_cls.Deleted] = StatsView.on_deleted
