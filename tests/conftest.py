@@ -213,8 +213,7 @@ class Tenant:
         return created
 
     def category(self, slug: str, **fields: Any) -> dict[str, Any]:
-        return self.create("/categories", name=slug.replace("-", " ").title(), slug=slug,
-                           **fields)
+        return self.create("/categories", name=slug.replace("-", " ").title(), slug=slug, **fields)
 
     def attribute(self, key: str, type: str = "TEXT", **fields: Any) -> dict[str, Any]:
         return self.create("/attributes", name=key.title(), key=key, type=type, **fields)

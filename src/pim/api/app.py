@@ -11,6 +11,7 @@ from pim.api.audit import AuditController
 from pim.api.bodies import MAX_BODY_BYTES
 from pim.api.catalog import RESOURCES
 from pim.api.health import HealthController
+from pim.api.history import ChangeFeedController, ProductHistoryController
 from pim.api.http import API_PREFIX
 from pim.api.idempotency import IdempotencyMiddleware
 from pim.api.identity import IdentityMiddleware
@@ -37,7 +38,13 @@ def create_app(services: Services) -> Litestar:
 
     api = Router(
         path=API_PREFIX,
-        route_handlers=[*routers(RESOURCES), AuditController, InsightsController],
+        route_handlers=[
+            *routers(RESOURCES),
+            ProductHistoryController,
+            ChangeFeedController,
+            AuditController,
+            InsightsController,
+        ],
     )
     app = Litestar(
         route_handlers=[api, HealthController],

@@ -14,6 +14,7 @@ from uuid import UUID, uuid4
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from pim.api.bodies import is_json_media_type
 from pim.api.problems import ApiError
 from pim.auth.tokens import InvalidToken, Principal, TokenVerifier
 from pim.domain.context import Actor
@@ -90,6 +91,20 @@ def authenticate(scope: Scope, verifier: TokenVerifier, request_id: str) -> Requ
     )
 
 
+def reject_non_json_body(scope: Scope) -> None:
+    """A non-empty body that is not JSON is 415 on every route (even one that ignores it)."""
+    length = _header(scope, b"content-length")
+    chunked = (_header(scope, b"transfer-encoding") or "").lower() == "chunked"
+    if (length and length.strip() != "0") or chunked:
+        content_type = _header(scope, b"content-type")
+        if not is_json_media_type(content_type):
+            raise ApiError(
+                415,
+                f"content type '{content_type}' is not supported; send application/json",
+                slug="unsupported-media-type",
+            )
+
+
 class IdentityMiddleware:
     """Authenticates every API request and stamps a request id on it and its response."""
 
@@ -107,6 +122,7 @@ class IdentityMiddleware:
         state["request_id"] = request_id
         if not scope["path"].startswith(PUBLIC_PATHS):
             scope["user"] = authenticate(scope, self.verifier, request_id)
+            reject_non_json_body(scope)
 
         async def send_with_request_id(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -13,6 +13,7 @@ from pim.bootstrap import Services, connection_kwargs
 from pim.domain.attribute import ATTRIBUTE_TYPES
 from pim.queries.audit import AuditQueries
 from pim.queries.entities import EntityQueries, column_uuid, doc_equals
+from pim.queries.history import HistoryQueries
 from pim.queries.insights import InsightQueries
 from pim.queries.products import ProductQueries
 from pim.queries.views import (
@@ -67,6 +68,7 @@ class ReadSide:
     resources: dict[str, Any]  # entity type -> its queries (get / list)
     audit: AuditQueries
     insights: InsightQueries
+    history: HistoryQueries
 
     @classmethod
     async def open(cls, services: Services, *, pool_size: int = 16) -> ReadSide:
@@ -86,6 +88,7 @@ class ReadSide:
             resources=resource_queries(pool),
             audit=AuditQueries(pool, services.store),
             insights=InsightQueries(pool),
+            history=HistoryQueries(pool, services.store),
         )
 
     async def close(self) -> None:

@@ -45,6 +45,7 @@ class Resource:
     nested_in_products: bool = False  # /products/{product_id}/<collection>
     ignore: frozenset[str] = READ_ONLY
     create_only: frozenset[str] = field(default_factory=frozenset)
+    time_travel: bool = False  # GET by id accepts ?version=N and ?as_of=<time>
 
     @property
     def label(self) -> str:

@@ -11,7 +11,13 @@ from typing import Any
 
 from pim.commands import handlers
 from pim.commands.handlers import Outcome
-from pim.commands.messages import Command, CreateEntity, DeleteEntity, UpdateEntity
+from pim.commands.messages import (
+    Command,
+    CreateEntity,
+    DeleteEntity,
+    RevertProduct,
+    UpdateEntity,
+)
 from pim.domain.errors import Conflict, PreconditionFailed
 from pim.eventstore import CatalogStore, IntegrityError
 
@@ -23,10 +29,11 @@ HANDLERS: dict[type[Any], Handler] = {
     CreateEntity: handlers.handle_create,
     UpdateEntity: handlers.handle_update,
     DeleteEntity: handlers.handle_delete,
+    RevertProduct: handlers.handle_revert,
 }
 
 # Attempts for a command whose aggregate another writer changed between load and save.
-MAX_ATTEMPTS = 8
+MAX_ATTEMPTS = 25
 
 
 class CommandBus:
@@ -57,7 +64,8 @@ class CommandBus:
                     raise Conflict(
                         "the resource is being changed by other requests; retry"
                     ) from None
-                time.sleep(random.uniform(0, 0.002 * attempt))  # noqa: S311 - jitter
+                # Exponential backoff with full jitter, capped at 50 ms.
+                time.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))  # noqa: S311
         visible = True
         if outcome.position is not None:
             visible = self.wait_for_position(outcome.position)

@@ -7,7 +7,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pim.commands.messages import CreateEntity, DeleteEntity, UpdateEntity, new_id
+from pim.commands.messages import (
+    CreateEntity,
+    DeleteEntity,
+    RevertProduct,
+    UpdateEntity,
+    new_id,
+)
 from pim.commands.policies import ENTITY_POLICIES, delete_entity
 from pim.commands.unit_of_work import UnitOfWork
 from pim.domain.entity import Entity
@@ -96,4 +102,28 @@ def handle_delete(cmd: DeleteEntity, store: CatalogStore) -> Outcome:
     entity = _load(uow, cmd.entity_type, cmd.entity_id, cmd.parent_id)
     entity.check_version(cmd.expected_version)
     delete_entity(uow, entity)
+    return Outcome(cmd.entity_id, uow.commit())
+
+
+def handle_revert(cmd: RevertProduct, store: CatalogStore) -> Outcome:
+    uow = UnitOfWork(store, cmd.actor)
+    product = uow.get(Product, cmd.entity_id)
+    product.check_version(cmd.expected_version)
+    if not 1 <= cmd.version <= product.version:
+        raise ValidationFailed(
+            [
+                FieldError(
+                    "version", "not_found", f"this product has versions 1 to {product.version}"
+                )
+            ]
+        )
+    earlier: Product = store.app.repository.get(product.id, version=cmd.version)
+    if earlier.deleted:
+        raise ValidationFailed(
+            [FieldError("version", "deleted", "the product was deleted at that version")]
+        )
+    before = dict(product.fields)
+    if product.revert(cmd.actor, earlier):
+        uow.touch(product)
+        ENTITY_POLICIES["product"].on_update(uow, product, before)
     return Outcome(cmd.entity_id, uow.commit())

@@ -47,4 +47,12 @@ class DeleteEntity:
     parent_id: str | None = None
 
 
-Command = CreateEntity | UpdateEntity | DeleteEntity
+@dataclass(frozen=True, slots=True)
+class RevertProduct:
+    actor: Actor
+    entity_id: str
+    version: int
+    expected_version: int | None = None
+
+
+Command = CreateEntity | UpdateEntity | DeleteEntity | RevertProduct

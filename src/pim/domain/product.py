@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from pim.domain.entity import Entity
+from pim.domain.context import Actor
+from pim.domain.entity import Entity, FieldChanges
 from pim.domain.errors import FieldError, ValidationFailed
 from pim.domain.rules import ATTRIBUTE_KEY_PATTERN, FieldErrors, one_of, reference, slug, text
 
@@ -34,6 +36,27 @@ class Product(Entity):
 
     class Deleted(Entity.Deleted):
         pass
+
+    class Reverted(Entity.Updated):
+        """An update whose new values are those of an earlier version."""
+
+        to_version: int
+
+    def revert(self, actor: Actor, earlier: Product) -> FieldChanges:
+        """Make the content equal to ``earlier``'s (a past version of this product); no event
+        when it already is."""
+        self.check_exists()
+        changes: FieldChanges = {}
+        for name in sorted(set(self.fields) | set(earlier.fields)):
+            before, after = self.fields.get(name), earlier.fields.get(name)
+            if before != after:
+                changes[name] = {"from": before, "to": copy.deepcopy(after)}
+        if changes:
+            self.check_state({**self.fields, **{k: c["to"] for k, c in changes.items()}})
+            self.trigger_event(
+                self.Reverted, changes=changes, to_version=earlier.version, **actor.event_meta()
+            )
+        return changes
 
     @classmethod
     def normalise(

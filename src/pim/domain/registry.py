@@ -27,7 +27,7 @@ ENTITY_CLASSES: tuple[type[Entity], ...] = (
 ENTITY_BY_TYPE: dict[str, type[Entity]] = {cls.entity_type: cls for cls in ENTITY_CLASSES}
 
 # Event class name -> audit verb.
-VERBS = {"Created": "CREATED", "Updated": "UPDATED", "Deleted": "DELETED"}
+VERBS = {"Created": "CREATED", "Updated": "UPDATED", "Deleted": "DELETED", "Reverted": "REVERTED"}
 
 
 def _snake_upper(name: str) -> str:
@@ -39,7 +39,9 @@ def _event_catalog() -> dict[str, tuple[str, str]]:
     out: dict[str, tuple[str, str]] = {}
     for cls in ENTITY_CLASSES:
         for event_name, verb in VERBS.items():
-            event_cls = getattr(cls, event_name)
+            event_cls = getattr(cls, event_name, None)
+            if event_cls is None:
+                continue
             out[get_topic(event_cls)] = (cls.entity_type, f"{_snake_upper(cls.__name__)}_{verb}")
     return out
 

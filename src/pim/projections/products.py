@@ -116,6 +116,7 @@ class ProductsView(Projection):
     handlers: ClassVar[dict[type[Any], EventHandler]] = {
         Product.Created: on_created,
         Product.Updated: on_updated,
+        Product.Reverted: on_updated,
         Product.Deleted: on_deleted,
         Variant.Created: on_variant_created,
         Variant.Deleted: on_variant_deleted,

@@ -82,7 +82,10 @@ class StatsView(Projection):
                 {STATUS_COLUMNS[change["from"]]: -1, STATUS_COLUMNS[change["to"]]: 1},
             )
 
-    handlers: ClassVar[dict[type[Any], EventHandler]] = {Product.Updated: on_product_updated}
+    handlers: ClassVar[dict[type[Any], EventHandler]] = {
+        Product.Updated: on_product_updated,
+        Product.Reverted: on_product_updated,
+    }
 
 
 _TYPE_OF: dict[type[Any], str] = {}

@@ -482,6 +482,7 @@ class ValidationView(Projection):
     handlers: ClassVar[dict[type[Any], EventHandler]] = {
         Product.Created: on_product_created,
         Product.Updated: on_product_updated,
+        Product.Reverted: on_product_updated,
         Product.Deleted: on_product_deleted,
         Variant.Created: on_variant_created,
         Variant.Updated: on_variant_updated,

@@ -18,7 +18,7 @@ from pim.domain.ids import aggregate_id, entity_id_of
 from pim.domain.registry import ACTIONS, ENTITY_TYPES, EVENT_TOPICS, topics_for
 from pim.eventstore import EVENTS_TABLE, CatalogStore
 from pim.queries.pages import InvalidQuery
-from pim.queries.products import _datetime_param, _uuid_param
+from pim.queries.products import _uuid_param, datetime_param
 
 AUDIT_DDL = [
     # One tenant's events in log order, found without scanning other tenants.
@@ -70,8 +70,8 @@ class AuditFilters(msgspec.Struct, frozen=True):
             else None,
             action=action,
             actor=actor,
-            since=_datetime_param("since", params["since"]) if "since" in params else None,
-            until=_datetime_param("until", params["until"]) if "until" in params else None,
+            since=datetime_param("since", params["since"]) if "since" in params else None,
+            until=datetime_param("until", params["until"]) if "until" in params else None,
         )
 
 

@@ -51,7 +51,7 @@ def _uuid_param(name: str, value: str) -> UUID:
         raise InvalidQuery(name, "must be a UUID") from None
 
 
-def _datetime_param(name: str, value: str) -> datetime:
+def datetime_param(name: str, value: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace(" ", "+"))
     except ValueError:
@@ -89,7 +89,7 @@ class ProductFilters(msgspec.Struct, frozen=True):
             if "template_id" in params
             else None,
             q=q,
-            updated_since=_datetime_param("updated_since", params["updated_since"])
+            updated_since=datetime_param("updated_since", params["updated_since"])
             if "updated_since" in params
             else None,
         )

@@ -1,0 +1,106 @@
+"""The log's powers over HTTP: product history, revert, and the change feed."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+import msgspec
+from anyio import to_thread
+from litestar import Controller, Response, get, post
+
+from pim.api.bodies import decode_body
+from pim.api.http import (
+    AnyRequest,
+    context_of,
+    etag,
+    if_match_version,
+    path_uuid,
+    query_params,
+    reads_of,
+    services_of,
+)
+from pim.api.openapi import READ_RESPONSES, WRITE_RESPONSES, body_of
+from pim.commands.messages import RevertProduct
+from pim.domain.errors import NotFound
+from pim.queries.audit import AuditEntry, AuditFilters
+from pim.queries.history import HistoryEntry
+from pim.queries.pages import InvalidQuery, parse_limit
+from pim.queries.products import ProductView
+
+
+class RevertInput(msgspec.Struct, forbid_unknown_fields=True):
+    version: int
+
+
+class ProductHistoryController(Controller):
+    path = "/products/{product_id:str}"
+    tags = ["Products"]
+
+    @get(
+        "/history",
+        responses=READ_RESPONSES,
+        summary="Every version of a product, oldest first",
+        operation_id="getProductHistory",
+    )
+    async def history(self, request: AnyRequest, product_id: str) -> list[HistoryEntry]:
+        ctx = context_of(request)
+        entries = await reads_of(request).history.history(
+            ctx.tenant_id, path_uuid(product_id, "product")
+        )
+        if entries is None:
+            raise NotFound("product not found")
+        return entries
+
+    @post(
+        "/revert",
+        status_code=200,
+        responses=WRITE_RESPONSES,
+        summary="Append a version whose content equals an earlier one",
+        operation_class=body_of(RevertInput),
+        operation_id="revertProduct",
+    )
+    async def revert(self, request: AnyRequest, product_id: str) -> Response[ProductView]:
+        ctx, services = context_of(request), services_of(request)
+        pid = path_uuid(product_id, "product")
+        data = decode_body(await request.body(), request.headers.get("content-type"), RevertInput)
+        assert data is not None
+        command = RevertProduct(ctx.actor, str(pid), data.version, if_match_version(request))
+        await to_thread.run_sync(services.bus.handle, command)
+        view = await reads_of(request).resources["product"].get(ctx.tenant_id, pid)
+        if view is None:
+            raise NotFound("product not found")
+        return Response(view, headers={"ETag": etag(view.version)})
+
+
+class ChangeFeedController(Controller):
+    path = "/events"
+    tags = ["Change feed"]
+
+    @get(
+        "/",
+        responses=READ_RESPONSES,
+        summary="The tenant's events, oldest first",
+        operation_id="listEvents",
+    )
+    async def events(self, request: AnyRequest) -> Response[list[AuditEntry]]:
+        ctx = context_of(request)
+        params = query_params(request)
+        after_raw = params.get("after", "0")
+        if not after_raw.isdigit():
+            raise InvalidQuery("after", "must be a position (a non-negative integer)")
+        limit = parse_limit(params.get("limit"))
+        entries, more = await reads_of(request).audit.page(
+            ctx.tenant_id,
+            AuditFilters.parse(params),
+            newest_first=False,
+            after=int(after_raw),
+            limit=limit,
+        )
+        headers: dict[str, Any] = {}
+        if more is not None:
+            next_params = [(k, v) for k, v in request.query_params.multi_items() if k != "after"]
+            next_params.append(("after", str(more)))
+            url = f"{str(request.base_url).rstrip('/')}{request.url.path}?{urlencode(next_params)}"
+            headers["Link"] = f'<{url}>; rel="next"'
+        return Response(entries, headers=headers)
