@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
+from collections.abc import Iterator
 from datetime import datetime
+from uuid import UUID
 
 import msgspec
 import psycopg
 
 from pim.auth.tokens import SCOPE_READ, SCOPE_WRITE, load_or_create_secret, mint_token
+from pim.bootstrap import Services, build_services
+from pim.infra.embedded import embedded_services
+from pim.projections import operations
+from pim.queries.audit import AuditFilters, build_log_query, to_entry
+from pim.server import run_projections, serve, serve_workers
 from pim.settings import Settings
 
 
@@ -22,8 +30,6 @@ def _datetime(value: str) -> datetime:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from pim.server import serve, serve_workers
-
     settings = Settings.from_env()
     if args.workers > 1:
         serve_workers(settings, args.workers)
@@ -33,8 +39,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_api(args: argparse.Namespace) -> int:
-    from pim.server import serve, serve_workers
-
     settings = Settings.from_env()
     if args.workers > 1:
         serve_workers(settings, args.workers)
@@ -44,10 +48,46 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 
 def cmd_projections_run(_: argparse.Namespace) -> int:
-    from pim.server import run_projections
-
     run_projections(Settings.from_env())
     return 0
+
+
+@contextlib.contextmanager
+def _services() -> Iterator[Services]:
+    with embedded_services(Settings.from_env()) as resolved:
+        services = build_services(resolved)
+        try:
+            yield services
+        finally:
+            services.close()
+
+
+def cmd_projections_status(_: argparse.Namespace) -> int:
+    with _services() as services:
+        rows = operations.status(services)
+    print(f"{'projection':<12} {'position':>10} {'head':>10} {'lag':>8} {'events/s':>10}")
+    for row in rows:
+        print(
+            f"{row.name:<12} {row.position:>10} {row.head:>10} {row.lag:>8}"
+            f" {row.events_per_s:>10.1f}"
+        )
+    return 0
+
+
+def cmd_projections_rebuild(args: argparse.Namespace) -> int:
+    with _services() as services:
+        reached = operations.rebuild(services, args.name, show_progress=not args.quiet)
+    print(f"rebuilt {args.name} up to position {reached}; reads switched to the new tables")
+    return 0
+
+
+def cmd_projections_verify(args: argparse.Namespace) -> int:
+    with _services() as services:
+        equal = operations.verify(services, args.name, show_progress=not args.quiet)
+    print(
+        f"{args.name}: {'equal to a rebuild from the log' if equal else 'DIFFERS from a rebuild'}"
+    )
+    return 0 if equal else 1
 
 
 def cmd_token(args: argparse.Namespace) -> int:
@@ -70,10 +110,6 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 def cmd_audit_replay(args: argparse.Namespace) -> int:
     """Stream a tenant's events from the log as NDJSON, oldest first (compliance replay)."""
-    from pim.bootstrap import build_services
-    from pim.infra.embedded import embedded_services
-    from pim.queries.audit import AuditFilters, build_log_query, to_entry
-
     settings = Settings.from_env()
     tenant = str(args.tenant)
     filters = AuditFilters(since=args.since, until=args.until)
@@ -104,8 +140,6 @@ def cmd_audit_replay(args: argparse.Namespace) -> int:
 
 
 def _uuid(value: str) -> str:
-    from uuid import UUID
-
     try:
         return str(UUID(value))
     except ValueError:
@@ -128,6 +162,17 @@ def build_parser() -> argparse.ArgumentParser:
     psub = projections.add_subparsers(dest="action", required=True)
     prun = psub.add_parser("run", help="follow the log and keep the read models current")
     prun.set_defaults(func=cmd_projections_run)
+    pstatus = psub.add_parser("status", help="position, lag and throughput of each projection")
+    pstatus.set_defaults(func=cmd_projections_status)
+    names = list(operations.PROJECTIONS)
+    prebuild = psub.add_parser("rebuild", help="blue/green rebuild from position 0")
+    prebuild.add_argument("name", choices=names)
+    prebuild.add_argument("--quiet", action="store_true", help="no progress bar")
+    prebuild.set_defaults(func=cmd_projections_rebuild)
+    pverify = psub.add_parser("verify", help="rebuild into scratch tables and diff with live")
+    pverify.add_argument("name", choices=names)
+    pverify.add_argument("--quiet", action="store_true", help="no progress bar")
+    pverify.set_defaults(func=cmd_projections_verify)
 
     token = sub.add_parser("token", help="print a token for local use")
     token.add_argument("--tenant", required=True, type=_uuid)

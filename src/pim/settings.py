@@ -25,6 +25,7 @@ class Settings:
     jwt_audience: str | None
     webhook_allow_private: bool
     read_your_writes_timeout_s: float
+    projection_batch_size: int
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -47,4 +48,5 @@ class Settings:
             jwt_audience=get("PIM_JWT_AUDIENCE"),
             webhook_allow_private=_flag(get("PIM_WEBHOOK_ALLOW_PRIVATE")),
             read_your_writes_timeout_s=float(get("PIM_READ_YOUR_WRITES_TIMEOUT") or "2.0"),
+            projection_batch_size=int(get("PIM_PROJECTION_BATCH_SIZE") or "1000"),
         )

@@ -11,6 +11,7 @@ process; views and tracking positions commit in the same transaction.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -40,7 +41,7 @@ POLL_INTERVAL_S = 1.0
 
 def _lock_key(name: str) -> int:
     # Stable across processes (Python's hash() is salted).
-    return int.from_bytes(name.encode()[:8].ljust(8, b"\0"), "big", signed=True)
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 
 
 class Projector:
@@ -54,7 +55,9 @@ class Projector:
         *,
         group: str = "catalog",
         events_table: str = EVENTS_TABLE,
+        batch_size: int = BATCH_SIZE,
     ) -> None:
+        self.batch_size = batch_size
         self.pool = pool
         self.store = store
         self.projections = list(projections)
@@ -132,35 +135,45 @@ class Projector:
                     )
                 )
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (self.lock_key,))
-            positions = self.tracked_positions(conn)
-            start = min(positions.values())
-            rows = conn.execute(
-                sql.SQL(
-                    "SELECT notification_id, originator_id, originator_version, topic, state"
-                    " FROM {} WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
-                ).format(sql.Identifier(self.events_table)),
-                (start, BATCH_SIZE),
-            ).fetchall()
-            with conn.cursor() as cur:
-                for notification_id, originator_id, version, topic, state in rows:
-                    if topic not in self._wanted_topics:
-                        continue
-                    event = self.store.decode(originator_id, version, topic, bytes(state))
-                    for projection in self.projections:
-                        if positions[projection.tracking_name] < notification_id:
-                            projection.apply(cur, event, notification_id)
-            reached = int(rows[-1][0]) if rows else start
-            if rows or any(pos != reached for pos in positions.values()):
-                conn.execute(
-                    """INSERT INTO projection_tracking (name, position, updated_at)
-                       SELECT unnest(%s::text[]), %s, now()
-                       ON CONFLICT (name) DO UPDATE
-                       SET position = GREATEST(projection_tracking.position, EXCLUDED.position),
-                           updated_at = now()""",
-                    ([p.tracking_name for p in self.projections], reached),
-                )
+            applied, reached, more = self.apply_pending(conn)
         self._position = max(self._position, reached)
-        return len(rows), len(rows) == BATCH_SIZE
+        return applied, more
+
+    def apply_pending(
+        self, conn: psycopg.Connection[Any], *, stop: int | None = None
+    ) -> tuple[int, int, bool]:
+        """Apply the next batch of events (up to ``stop``) in the caller's transaction; the
+        caller holds the lock. Returns (events read, position reached, whether more remain)."""
+        positions = self.tracked_positions(conn)
+        start = min(positions.values())
+        query = sql.SQL(
+            "SELECT notification_id, originator_id, originator_version, topic, state"
+            " FROM {} WHERE notification_id > %s{} ORDER BY notification_id LIMIT %s"
+        ).format(
+            sql.Identifier(self.events_table),
+            sql.SQL(" AND notification_id <= %s") if stop is not None else sql.SQL(""),
+        )
+        params: list[Any] = [start, *([stop] if stop is not None else []), self.batch_size]
+        rows = conn.execute(query, params).fetchall()
+        with conn.cursor() as cur:
+            for notification_id, originator_id, version, topic, state in rows:
+                if topic not in self._wanted_topics:
+                    continue
+                event = self.store.decode(originator_id, version, topic, bytes(state))
+                for projection in self.projections:
+                    if positions[projection.tracking_name] < notification_id:
+                        projection.apply(cur, event, notification_id)
+        reached = int(rows[-1][0]) if rows else start
+        if rows or any(pos != reached for pos in positions.values()):
+            conn.execute(
+                """INSERT INTO projection_tracking (name, position, updated_at)
+                   SELECT unnest(%s::text[]), %s, now()
+                   ON CONFLICT (name) DO UPDATE
+                   SET position = GREATEST(projection_tracking.position, EXCLUDED.position),
+                       updated_at = now()""",
+                ([p.tracking_name for p in self.projections], reached),
+            )
+        return len(rows), reached, len(rows) == self.batch_size
 
     # -- background loop ------------------------------------------------------------------
 
