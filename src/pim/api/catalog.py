@@ -33,6 +33,7 @@ RESOURCES: tuple[Resource, ...] = (
         ProductView,
         "Products",
         create_only=frozenset({"variants"}),
+        time_travel=True,
     ),
     Resource(
         "variant",

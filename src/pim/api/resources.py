@@ -32,7 +32,8 @@ from pim.api.openapi import READ_RESPONSES, WRITE_RESPONSES, body_of
 from pim.api.problems import ApiError
 from pim.commands.messages import CreateEntity, DeleteEntity, UpdateEntity
 from pim.domain.errors import FieldError, NotFound
-from pim.queries.pages import parse_limit
+from pim.queries.pages import InvalidQuery, parse_limit
+from pim.queries.products import datetime_param
 
 
 @dataclass(frozen=True)
@@ -149,8 +150,27 @@ class ResourceEndpoints:
         self, request: AnyRequest, entity_id: str, product_id: str | None
     ) -> Response[Any]:
         pid = str(path_uuid(product_id, "product")) if product_id is not None else None
-        view = await self._read(request, str(path_uuid(entity_id, self.r.label)), pid)
+        eid = path_uuid(entity_id, self.r.label)
+        params = query_params(request)
+        if self.r.time_travel and ("version" in params or "as_of" in params):
+            return _respond(await self._past(request, eid, params), HTTP_200_OK)
+        view = await self._read(request, str(eid), pid)
         return _respond(view, HTTP_200_OK)
+
+    async def _past(self, request: AnyRequest, entity_id: UUID, params: dict[str, str]) -> Any:
+        """The resource as it was at ``?version=N`` or ``?as_of=<RFC 3339>`` (from the log)."""
+        version = None
+        if "version" in params:
+            if not params["version"].isdigit() or int(params["version"]) < 1:
+                raise InvalidQuery("version", "must be a positive integer")
+            version = int(params["version"])
+        as_of = datetime_param("as_of", params["as_of"]) if "as_of" in params else None
+        view = await reads_of(request).history.product_at(
+            context_of(request).tenant_id, entity_id, version=version, as_of=as_of
+        )
+        if view is None:
+            raise NotFound(f"{self.r.label} not found at that version or time")
+        return view
 
     async def update(
         self, request: AnyRequest, entity_id: str, product_id: str | None

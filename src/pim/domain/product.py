@@ -29,7 +29,12 @@ class Product(Entity):
     }
 
     class Created(Entity.Created):
-        pass
+        # v1 (before templates and typed attributes) had no template_id/attributes fields.
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["fields"] = {"template_id": None, "attributes": {}, **state["fields"]}
 
     class Updated(Entity.Updated):
         pass
