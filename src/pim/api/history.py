@@ -25,7 +25,7 @@ from pim.commands.messages import RevertProduct
 from pim.domain.errors import NotFound
 from pim.queries.audit import AuditEntry, AuditFilters
 from pim.queries.history import HistoryEntry
-from pim.queries.pages import InvalidQuery, parse_limit
+from pim.queries.pages import InvalidQuery, parse_limit, parse_natural
 from pim.queries.products import ProductView
 
 
@@ -86,15 +86,15 @@ class ChangeFeedController(Controller):
     async def events(self, request: AnyRequest) -> Response[list[AuditEntry]]:
         ctx = context_of(request)
         params = query_params(request)
-        after_raw = params.get("after", "0")
-        if not after_raw.isdigit():
+        after = parse_natural(params.get("after", "0"))
+        if after is None:
             raise InvalidQuery("after", "must be a position (a non-negative integer)")
         limit = parse_limit(params.get("limit"))
         entries, more = await reads_of(request).audit.page(
             ctx.tenant_id,
             AuditFilters.parse(params),
             newest_first=False,
-            after=int(after_raw),
+            after=after,
             limit=limit,
         )
         headers: dict[str, Any] = {}

@@ -13,6 +13,7 @@ from pim.api.problems import ApiError
 from pim.api.reads import ReadSide
 from pim.bootstrap import Services
 from pim.domain.errors import NotFound
+from pim.queries.pages import parse_natural
 
 API_PREFIX = "/api/v1/pim"
 
@@ -52,10 +53,10 @@ def if_match_version(request: AnyRequest) -> int | None:
     value = raw.strip()
     if value.startswith("W/"):
         value = value[2:]
-    value = value.strip('"')
-    if not value.isdigit():
+    version = parse_natural(value.strip('"'))
+    if version is None:
         raise ApiError(400, 'If-Match must be an entity tag such as "3"', slug="invalid-header")
-    return int(value)
+    return version
 
 
 def etag(version: int) -> str:

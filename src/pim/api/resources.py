@@ -32,7 +32,7 @@ from pim.api.openapi import READ_RESPONSES, WRITE_RESPONSES, body_of
 from pim.api.problems import ApiError
 from pim.commands.messages import CreateEntity, DeleteEntity, UpdateEntity
 from pim.domain.errors import FieldError, NotFound
-from pim.queries.pages import InvalidQuery, parse_limit
+from pim.queries.pages import InvalidQuery, parse_limit, parse_natural
 from pim.queries.products import datetime_param
 
 
@@ -161,9 +161,9 @@ class ResourceEndpoints:
         """The resource as it was at ``?version=N`` or ``?as_of=<RFC 3339>`` (from the log)."""
         version = None
         if "version" in params:
-            if not params["version"].isdigit() or int(params["version"]) < 1:
+            version = parse_natural(params["version"])
+            if version is None or version < 1:
                 raise InvalidQuery("version", "must be a positive integer")
-            version = int(params["version"])
         as_of = datetime_param("as_of", params["as_of"]) if "as_of" in params else None
         view = await reads_of(request).history.product_at(
             context_of(request).tenant_id, entity_id, version=version, as_of=as_of

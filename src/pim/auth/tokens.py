@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import jwt
 
 SCOPE_READ = "pim:read"
 SCOPE_WRITE = "pim:write"
+CACHE_SIZE = 4096  # verified tokens kept in memory
 SECRET_FILE = "jwt_secret"  # noqa: S105 - a file name, not a secret
 
 
@@ -80,8 +82,25 @@ class TokenVerifier:
                 self._keys.append((jwk.key, algorithms, jwk.key_id))
         if not self._keys:
             raise ValueError("no JWT verification key configured")
+        self._cache: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
 
     def verify(self, token: str) -> Principal:
+        """The principal of a valid token; InvalidToken otherwise. Verified tokens are cached
+        until they expire (clients reuse one token for many requests)."""
+        cached = self._cache.get(token)
+        if cached is not None:
+            principal, expires_at = cached
+            if time.time() < expires_at:
+                self._cache.move_to_end(token)
+                return principal
+            del self._cache[token]
+        principal, expires_at = self._verify(token)
+        self._cache[token] = (principal, expires_at)
+        if len(self._cache) > CACHE_SIZE:
+            self._cache.popitem(last=False)
+        return principal
+
+    def _verify(self, token: str) -> tuple[Principal, float]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -108,7 +127,7 @@ class TokenVerifier:
             except (jwt.PyJWTError, ValueError, TypeError) as exc:
                 last_error = exc
                 continue
-            return self._principal(claims)
+            return self._principal(claims), float(claims["exp"])
         raise InvalidToken("invalid token") from last_error
 
     @staticmethod

@@ -20,7 +20,12 @@ OPTION_VALUE_MAX = 255
 
 def is_valid_gtin(barcode: str) -> bool:
     """GTIN-8/12/13/14 (UPC, EAN) with a correct check digit."""
-    return len(barcode) in (8, 12, 13, 14) and barcode.isdigit() and bool(ean.is_valid(barcode))
+    return (
+        len(barcode) in (8, 12, 13, 14)
+        and barcode.isascii()
+        and barcode.isdigit()
+        and bool(ean.is_valid(barcode))
+    )
 
 
 class Variant(Entity):

@@ -128,13 +128,12 @@ class Projector:
 
     def _apply_batch(self, lock_timeout: float | None) -> tuple[int, bool]:
         with self.pool.connection() as conn, conn.transaction():
-            if lock_timeout is not None:
-                conn.execute(
-                    sql.SQL("SET LOCAL lock_timeout = {}").format(
-                        sql.Literal(f"{max(int(lock_timeout * 1000), 1)}ms")
-                    )
-                )
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (self.lock_key,))
+            # One round trip: bound the wait for the lock, then take it.
+            timeout = f"{max(int(lock_timeout * 1000), 1)}ms" if lock_timeout else "0"
+            conn.execute(
+                "SELECT set_config('lock_timeout', %s, true), pg_advisory_xact_lock(%s)",
+                (timeout, self.lock_key),
+            )
             applied, reached, more = self.apply_pending(conn)
         self._position = max(self._position, reached)
         return applied, more

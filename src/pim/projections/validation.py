@@ -167,9 +167,17 @@ class ValidationView(Projection):
         )
 
     def _reconcile_products(
-        self, cur: Cursor[Any], tenant_id: str, scope: sql.Composable, params: list[Any], at: Any
+        self,
+        cur: Cursor[Any],
+        tenant_id: str,
+        scope: sql.Composable,
+        params: list[Any],
+        at: Any,
+        *,
+        fresh: bool = False,
     ) -> None:
-        """Make the product-level issues of every product in ``scope`` match the rules."""
+        """Make the product-level issues of every product in ``scope`` match the rules
+        (``fresh``: the scope is a new product, which has no issues to remove yet)."""
         scope_sql = sql.SQL("p.tenant_id = %s AND ") + scope
         scope_params = [tenant_id, *params]
         ided = sql.SQL(
@@ -190,6 +198,9 @@ class ValidationView(Projection):
             [*scope_params * 3, at],
         )
         inserted = cur.rowcount
+        if fresh:
+            self._count(cur, tenant_id, inserted)
+            return
         cur.execute(
             ided
             + sql.SQL(
@@ -206,9 +217,11 @@ class ValidationView(Projection):
         self._count(cur, tenant_id, inserted - cur.rowcount)
 
     def _reconcile_product(
-        self, cur: Cursor[Any], tenant_id: str, product_id: str, at: Any
+        self, cur: Cursor[Any], tenant_id: str, product_id: str, at: Any, *, fresh: bool = False
     ) -> None:
-        self._reconcile_products(cur, tenant_id, sql.SQL("p.id = %s"), [product_id], at)
+        self._reconcile_products(
+            cur, tenant_id, sql.SQL("p.id = %s"), [product_id], at, fresh=fresh
+        )
 
     # -- variant-level rules ------------------------------------------------------------------
 
@@ -265,7 +278,7 @@ class ValidationView(Projection):
     def on_product_created(self, cur: Cursor[Any], event: Product.Created, pos: int) -> None:
         self._upsert_product(cur, event, event.fields)
         self._reconcile_product(
-            cur, event.tenant_id, entity_id_of(event.originator_id), event.timestamp
+            cur, event.tenant_id, entity_id_of(event.originator_id), event.timestamp, fresh=True
         )
 
     def on_product_updated(self, cur: Cursor[Any], event: Product.Updated, pos: int) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from datetime import datetime
 from typing import TypeVar
 from uuid import UUID
@@ -42,6 +43,14 @@ def decode_cursor(value: str, key_type: type[T]) -> T:
         return msgspec.json.decode(raw, type=key_type)
     except (binascii.Error, ValueError, msgspec.DecodeError):
         raise InvalidQuery("cursor", "is not a cursor this service issued") from None
+
+
+_NATURAL = re.compile(r"^[0-9]{1,18}$")
+
+
+def parse_natural(value: str) -> int | None:
+    """A non-negative decimal integer that fits a PostgreSQL bigint, or None."""
+    return int(value) if _NATURAL.match(value) else None
 
 
 def parse_limit(value: str | None) -> int:
