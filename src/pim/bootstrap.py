@@ -11,8 +11,14 @@ from psycopg_pool import ConnectionPool
 from pim.api.idempotency import IDEMPOTENCY_DDL
 from pim.auth.tokens import TokenVerifier, load_or_create_secret
 from pim.commands.bus import CommandBus
-from pim.eventstore import CatalogApplication, CatalogStore
+from pim.eventstore import (
+    JOBS_EVENTS_TABLE,
+    CatalogApplication,
+    CatalogStore,
+    JobsApplication,
+)
 from pim.infra.database import eventsourcing_env, migration_lock, run_ddl
+from pim.jobs.view import JobsView
 from pim.projections.base import Projection
 from pim.projections.entities import EntitiesView
 from pim.projections.products import ProductsView
@@ -21,6 +27,7 @@ from pim.projections.stats import StatsView
 from pim.projections.validation import ValidationView
 from pim.queries.audit import AUDIT_DDL
 from pim.settings import Settings
+from pim.webhooks.store import WEBHOOKS_DDL
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +51,16 @@ class Services:
     bus: CommandBus
     projection_pool: ConnectionPool[Any]
     verifier: TokenVerifier
+    jobs_app: JobsApplication
+    jobs: CatalogStore
+    jobs_projector: Projector
 
     def close(self) -> None:
         self.projector.stop()
+        self.jobs_projector.stop()
         self.projection_pool.close()
         self.catalog.close()
+        self.jobs_app.close()
 
 
 def build_verifier(settings: Settings) -> TokenVerifier:
@@ -71,11 +83,21 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
         raise ValueError("database_url must be resolved before building services")
     database_url = settings.database_url
     with migration_lock(database_url) as conn:
-        catalog = CatalogApplication(env=eventsourcing_env(database_url))  # creates its tables
+        # Constructing the applications creates their event tables.
+        catalog = CatalogApplication(env=eventsourcing_env(database_url))
+        jobs_app = JobsApplication(env=eventsourcing_env(database_url, pool_size=4))
         store = CatalogStore(catalog)
-        projector_ddl = Projector.ddl_for(catalog_projections())
         if migrate:
-            run_ddl(conn, [*AUDIT_DDL, *projector_ddl, *IDEMPOTENCY_DDL])
+            run_ddl(
+                conn,
+                [
+                    *AUDIT_DDL,
+                    *Projector.ddl_for(catalog_projections()),
+                    *Projector.ddl_for([JobsView()]),
+                    *IDEMPOTENCY_DDL,
+                    *WEBHOOKS_DDL,
+                ],
+            )
     projection_pool: ConnectionPool[Any] = ConnectionPool(
         database_url,
         min_size=1,
@@ -85,6 +107,10 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
         name="projections",
     )
     projector = Projector(projection_pool, store, catalog_projections())
+    jobs = CatalogStore(jobs_app)
+    jobs_projector = Projector(
+        projection_pool, jobs, [JobsView()], group="jobs", events_table=JOBS_EVENTS_TABLE
+    )
     bus = CommandBus(
         store,
         wait_for_position=lambda position: projector.wait_for(
@@ -100,4 +126,7 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
         bus=bus,
         projection_pool=projection_pool,
         verifier=build_verifier(settings),
+        jobs_app=jobs_app,
+        jobs=jobs,
+        jobs_projector=jobs_projector,
     )

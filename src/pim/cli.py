@@ -18,7 +18,7 @@ from pim.bootstrap import Services, build_services
 from pim.infra.embedded import embedded_services
 from pim.projections import operations
 from pim.queries.audit import AuditFilters, build_log_query, to_entry
-from pim.server import run_projections, serve, serve_workers
+from pim.server import run_projections, run_worker, serve, serve_workers
 from pim.settings import Settings
 
 
@@ -34,7 +34,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.workers > 1:
         serve_workers(settings, args.workers)
     else:
-        serve(settings, with_projector=True)
+        serve(settings, whole_service=True)
     return 0
 
 
@@ -43,7 +43,12 @@ def cmd_api(args: argparse.Namespace) -> int:
     if args.workers > 1:
         serve_workers(settings, args.workers)
     else:
-        serve(settings, with_projector=False)
+        serve(settings, whole_service=False)
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    run_worker(Settings.from_env(), threads=args.threads)
     return 0
 
 
@@ -157,6 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
     api = sub.add_parser("api", help="run the HTTP API only")
     api.add_argument("--workers", type=int, default=1)
     api.set_defaults(func=cmd_api)
+
+    worker = sub.add_parser("worker", help="run job and webhook workers (dramatiq on Redis)")
+    worker.add_argument("--threads", type=int, default=4)
+    worker.set_defaults(func=cmd_worker)
 
     projections = sub.add_parser("projections", help="projection operations")
     psub = projections.add_subparsers(dest="action", required=True)

@@ -20,7 +20,14 @@ EVENTS_TABLE = "catalog_events"
 
 TEntity = TypeVar("TEntity", bound=Entity)
 
-__all__ = ["EVENTS_TABLE", "CatalogApplication", "CatalogStore", "IntegrityError"]
+__all__ = [
+    "EVENTS_TABLE",
+    "JOBS_EVENTS_TABLE",
+    "CatalogApplication",
+    "CatalogStore",
+    "IntegrityError",
+    "JobsApplication",
+]
 
 
 class CatalogRecorder(PostgresApplicationRecorder):
@@ -54,10 +61,17 @@ class CatalogApplication(Application[str]):
     name = "catalog"  # tables are named catalog_events
 
 
+class JobsApplication(Application[str]):
+    name = "jobs"  # tables are named jobs_events: job progress never waits on catalog writes
+
+
+JOBS_EVENTS_TABLE = "jobs_events"
+
+
 class CatalogStore:
     """Loads and saves tenant-scoped aggregates; the only door to the catalog log."""
 
-    def __init__(self, app: CatalogApplication) -> None:
+    def __init__(self, app: Application[str]) -> None:
         self.app = app
 
     def load(

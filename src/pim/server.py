@@ -16,6 +16,7 @@ from pim.api.app import create_app
 from pim.bootstrap import build_services
 from pim.infra.embedded import embedded_services
 from pim.settings import Settings
+from pim.worker import WorkerHandle, start_worker
 
 log = logging.getLogger(__name__)
 
@@ -51,16 +52,38 @@ def _uvicorn_config(app: Any, settings: Settings, **extra: Any) -> uvicorn.Confi
     )
 
 
-def serve(settings: Settings, *, with_projector: bool = True) -> None:
-    """HTTP API (+ projection runner) on PIM_HOST:PIM_PORT, embedded servers if needed."""
+def serve(settings: Settings, *, whole_service: bool = True) -> None:
+    """The HTTP API on PIM_HOST:PIM_PORT; with ``whole_service`` also the projection runners
+    and a job worker. Embedded PostgreSQL/Redis when no URLs are configured."""
     with embedded_services(settings) as resolved:
         services = build_services(resolved)
+        worker: WorkerHandle | None = None
         try:
-            if with_projector:
+            if whole_service:
                 services.projector.start_background(services.database_url)
+                services.jobs_projector.start_background(services.database_url)
+                worker = start_worker(services)
             server = _Server(_uvicorn_config(create_app(services), resolved))
             server.run()
         finally:
+            if worker is not None:
+                worker.stop()
+            services.close()
+
+
+def run_worker(settings: Settings, *, threads: int = 4) -> None:
+    """Job and webhook actors, the job dispatcher and sweeper, until SIGINT/SIGTERM."""
+    with embedded_services(settings) as resolved:
+        services = build_services(resolved)
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        services.jobs_projector.start_background(services.database_url)
+        worker = start_worker(services, threads=threads)
+        try:
+            stop.wait()
+        finally:
+            worker.stop()
             services.close()
 
 

@@ -16,10 +16,12 @@ from pim.api.http import API_PREFIX
 from pim.api.idempotency import IdempotencyMiddleware
 from pim.api.identity import IdentityMiddleware
 from pim.api.insights import InsightsController
+from pim.api.jobs import JobsController
 from pim.api.openapi import openapi_config
 from pim.api.problems import EXCEPTION_HANDLERS
 from pim.api.reads import ReadSide
 from pim.api.resources import routers
+from pim.api.webhooks import WebhookController
 from pim.bootstrap import Services
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,8 @@ def create_app(services: Services) -> Litestar:
             ChangeFeedController,
             AuditController,
             InsightsController,
+            JobsController,
+            WebhookController,
         ],
     )
     app = Litestar(

@@ -15,6 +15,7 @@ from pim.queries.audit import AuditQueries
 from pim.queries.entities import EntityQueries, column_uuid, doc_equals
 from pim.queries.history import HistoryQueries
 from pim.queries.insights import InsightQueries
+from pim.queries.jobs import JobQueries
 from pim.queries.products import ProductQueries
 from pim.queries.views import (
     AttributeGroupView,
@@ -69,6 +70,7 @@ class ReadSide:
     audit: AuditQueries
     insights: InsightQueries
     history: HistoryQueries
+    jobs: JobQueries
 
     @classmethod
     async def open(cls, services: Services, *, pool_size: int = 16) -> ReadSide:
@@ -89,6 +91,7 @@ class ReadSide:
             audit=AuditQueries(pool, services.store),
             insights=InsightQueries(pool),
             history=HistoryQueries(pool, services.store),
+            jobs=JobQueries(pool, services.store),
         )
 
     async def close(self) -> None:

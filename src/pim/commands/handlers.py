@@ -69,8 +69,8 @@ def _create(
     return entity
 
 
-def handle_create(cmd: CreateEntity, store: CatalogStore) -> Outcome:
-    uow = UnitOfWork(store, cmd.actor)
+def create_in(uow: UnitOfWork, cmd: CreateEntity) -> None:
+    """Create an entity (and a product's nested variants) inside a unit of work."""
     parent_type = PARENT_TYPES.get(cmd.entity_type)
     if parent_type is not None:
         if cmd.parent_id is None:
@@ -82,11 +82,10 @@ def handle_create(cmd: CreateEntity, store: CatalogStore) -> Outcome:
             _create(uow, Variant.entity_type, new_id(), variant_values, cmd.entity_id)
         except ValidationFailed as error:
             raise _prefixed(error, f"variants[{index}]") from None
-    return Outcome(cmd.entity_id, uow.commit())
 
 
-def handle_update(cmd: UpdateEntity, store: CatalogStore) -> Outcome:
-    uow = UnitOfWork(store, cmd.actor)
+def update_in(uow: UnitOfWork, cmd: UpdateEntity) -> Entity:
+    """Merge-patch an entity inside a unit of work (no event when nothing changes)."""
     entity = _load(uow, cmd.entity_type, cmd.entity_id, cmd.parent_id)
     entity.check_version(cmd.expected_version)
     patch = type(entity).normalise(cmd.values, current=entity.fields)
@@ -94,14 +93,30 @@ def handle_update(cmd: UpdateEntity, store: CatalogStore) -> Outcome:
     if entity.update(cmd.actor, patch):
         uow.touch(entity)
         ENTITY_POLICIES[cmd.entity_type].on_update(uow, entity, before)
+    return entity
+
+
+def delete_in(uow: UnitOfWork, cmd: DeleteEntity) -> None:
+    entity = _load(uow, cmd.entity_type, cmd.entity_id, cmd.parent_id)
+    entity.check_version(cmd.expected_version)
+    delete_entity(uow, entity)
+
+
+def handle_create(cmd: CreateEntity, store: CatalogStore) -> Outcome:
+    uow = UnitOfWork(store, cmd.actor)
+    create_in(uow, cmd)
+    return Outcome(cmd.entity_id, uow.commit())
+
+
+def handle_update(cmd: UpdateEntity, store: CatalogStore) -> Outcome:
+    uow = UnitOfWork(store, cmd.actor)
+    update_in(uow, cmd)
     return Outcome(cmd.entity_id, uow.commit())
 
 
 def handle_delete(cmd: DeleteEntity, store: CatalogStore) -> Outcome:
     uow = UnitOfWork(store, cmd.actor)
-    entity = _load(uow, cmd.entity_type, cmd.entity_id, cmd.parent_id)
-    entity.check_version(cmd.expected_version)
-    delete_entity(uow, entity)
+    delete_in(uow, cmd)
     return Outcome(cmd.entity_id, uow.commit())
 
 

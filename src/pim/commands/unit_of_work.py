@@ -68,6 +68,11 @@ class UnitOfWork:
 
     # -- children -------------------------------------------------------------------------
 
+    def find_children(self, parent_id: str) -> Children | None:
+        """A parent's children list if it has one (read only: nothing is created)."""
+        found = self._get(children_id(self.actor.tenant_id, parent_id))
+        return found if isinstance(found, Children) else None
+
     def children(self, parent_id: str) -> Children:
         full_id = children_id(self.actor.tenant_id, parent_id)
         found = self._get(full_id)

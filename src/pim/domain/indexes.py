@@ -8,7 +8,6 @@ concurrent claims impossible (one save fails and is retried, then sees the claim
 
 from __future__ import annotations
 
-import copy
 from typing import TYPE_CHECKING, Any, Self
 
 from eventsourcing.domain import BaseAggregate, CanInitAggregate
@@ -95,15 +94,13 @@ class Children(BaseAggregate[str]):
         child_type: str
 
         def apply(self, aggregate: Any) -> None:
-            aggregate.members = {**copy.copy(aggregate.members), self.child_id: self.child_type}
+            aggregate.members[self.child_id] = self.child_type
 
     class Removed(Event):
         child_id: str
 
         def apply(self, aggregate: Any) -> None:
-            members = dict(aggregate.members)
-            members.pop(self.child_id, None)
-            aggregate.members = members
+            aggregate.members.pop(self.child_id, None)
 
     class Closed(Event):
         """The parent was deleted: no child may join any more (a concurrent add conflicts)."""

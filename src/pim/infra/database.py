@@ -29,7 +29,9 @@ def eventsourcing_env(database_url: str, *, pool_size: int = 8) -> dict[str, str
         "POSTGRES_LOCK_TIMEOUT": "5",
         "POSTGRES_POOL_SIZE": str(pool_size),
         "POSTGRES_MAX_OVERFLOW": str(pool_size * 2),
-        "POSTGRES_PRE_PING": "y",
+        # No pre-ping: it costs a round trip per connection checkout (measured ~25% of write
+        # time); broken connections surface as errors that the callers retry.
+        "POSTGRES_PRE_PING": "n",
         "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "30",
     }
 

@@ -1,0 +1,185 @@
+"""Exports and bulk jobs: /api/v1/pim/export, /api/v1/pim/bulk-jobs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import anyio
+import msgspec
+from anyio import to_thread
+from litestar import Controller, Response, get, post
+from litestar.response import File, Stream
+
+from pim.api.bodies import decode_body, field_error_from_msgspec
+from pim.api.http import (
+    AnyRequest,
+    context_of,
+    next_link,
+    path_uuid,
+    query_params,
+    reads_of,
+    resource_url,
+    services_of,
+)
+from pim.api.openapi import READ_RESPONSES, WRITE_RESPONSES, body_of
+from pim.api.problems import ApiError
+from pim.domain.errors import FieldError, NotFound, ValidationFailed
+from pim.jobs.domain import JOB_TYPES, Job
+from pim.jobs.payloads import PAYLOAD_TYPES, ExportPayload, check_payload
+from pim.queries.jobs import JobView
+from pim.queries.pages import parse_limit
+
+
+class BulkJobInput(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    type: str | None = None
+    job_type: str | None = None  # alias existing clients send
+    payload: dict[str, Any] | None = None
+    dry_run: bool = False
+
+
+class ExportInput(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    format: str = "csv"
+    scope: str = "products"
+    filters: dict[str, str] | None = None
+
+
+def _typed_payload(job_type: str, payload: dict[str, Any], field: str) -> msgspec.Struct:
+    try:
+        typed = msgspec.convert(payload, PAYLOAD_TYPES[job_type], strict=True)
+    except msgspec.ValidationError as exc:
+        error = field_error_from_msgspec(str(exc))
+        name = f"{field}.{error.field}" if error.field != "body" else field
+        raise ValidationFailed([FieldError(name, error.code, error.message)]) from None
+    check_payload(job_type, typed)
+    return typed
+
+
+async def _accept(
+    request: AnyRequest, job_type: str, payload: dict[str, Any], dry_run: bool
+) -> Response[JobView]:
+    """Record the job (its creation event is the only record), answer 202 when its own record
+    is readable; the dispatcher queues its work."""
+    ctx, services = context_of(request), services_of(request)
+    job = Job.create(ctx.actor, str(uuid4()), job_type, payload, dry_run=dry_run)
+    position = await to_thread.run_sync(services.jobs.save, job)
+    if position is not None:
+        await to_thread.run_sync(services.jobs_projector.wait_for, position)
+    found = await reads_of(request).jobs.get(ctx.tenant_id, path_uuid(job.job_id, "job"))
+    if found is None:  # pragma: no cover - the wait above makes it visible
+        raise ApiError(503, "the job was accepted but is not readable yet; retry GET")
+    view, _ = found
+    return Response(
+        view, status_code=202, headers={"Location": resource_url(request, "bulk-jobs", view.id)}
+    )
+
+
+class JobsController(Controller):
+    path = "/"
+    tags = ["Jobs"]
+
+    @post(
+        "/export",
+        status_code=202,
+        responses=WRITE_RESPONSES,
+        summary="Start an export",
+        operation_class=body_of(ExportInput),
+        operation_id="createExport",
+    )
+    async def export(self, request: AnyRequest) -> Response[JobView]:
+        data = decode_body(
+            await request.body(), request.headers.get("content-type"), ExportInput, required=False
+        )
+        payload = msgspec.to_builtins(data) if data is not None else {}
+        typed = _typed_payload("EXPORT", payload, "body")
+        assert isinstance(typed, ExportPayload)
+        return await _accept(request, "EXPORT", msgspec.to_builtins(typed), False)
+
+    @post(
+        "/bulk-jobs",
+        status_code=202,
+        responses=WRITE_RESPONSES,
+        summary="Start a bulk job",
+        operation_class=body_of(BulkJobInput),
+        operation_id="createBulkJob",
+    )
+    async def create_job(self, request: AnyRequest) -> Response[JobView]:
+        data = decode_body(await request.body(), request.headers.get("content-type"), BulkJobInput)
+        assert data is not None
+        job_type = data.type or data.job_type
+        if job_type is None:
+            raise ValidationFailed([FieldError("type", "required", "is required")])
+        if job_type not in JOB_TYPES:
+            raise ValidationFailed(
+                [FieldError("type", "invalid_choice", f"must be one of {', '.join(JOB_TYPES)}")]
+            )
+        if data.payload is None:
+            raise ValidationFailed([FieldError("payload", "required", "must be an object")])
+        typed = _typed_payload(job_type, data.payload, "payload")
+        dry_run = data.dry_run or bool(getattr(typed, "dry_run", False))
+        return await _accept(request, job_type, msgspec.to_builtins(typed), dry_run)
+
+    @get("/bulk-jobs", responses=READ_RESPONSES, summary="List jobs", operation_id="listBulkJobs")
+    async def list_jobs(self, request: AnyRequest) -> Response[list[JobView]]:
+        params = query_params(request)
+        items, cursor = await reads_of(request).jobs.list(
+            context_of(request).tenant_id,
+            limit=parse_limit(params.get("limit")),
+            cursor=params.get("cursor"),
+            params=params,
+        )
+        return Response(items, headers=next_link(request, cursor))
+
+    @get(
+        "/bulk-jobs/{job_id:str}",
+        responses=READ_RESPONSES,
+        summary="Get a job",
+        operation_id="getBulkJob",
+    )
+    async def get_job(self, request: AnyRequest, job_id: str) -> JobView:
+        found = await reads_of(request).jobs.get(
+            context_of(request).tenant_id, path_uuid(job_id, "job")
+        )
+        if found is None:
+            raise NotFound("job not found")
+        return found[0]
+
+    @get(
+        "/bulk-jobs/{job_id:str}/result",
+        responses=READ_RESPONSES,
+        summary="Download a finished job's result (export file or per-item NDJSON)",
+        operation_id="getBulkJobResult",
+    )
+    async def result(self, request: AnyRequest, job_id: str) -> Any:
+        tenant_id = context_of(request).tenant_id
+        jid = path_uuid(job_id, "job")
+        found = await reads_of(request).jobs.get(tenant_id, jid)
+        if found is None:
+            raise NotFound("job not found")
+        view, result = found
+        if view.status not in ("COMPLETED", "FAILED"):
+            raise ApiError(
+                409,
+                f"the job is {view.status}; its result is ready when it has finished",
+                slug="job-not-finished",
+            )
+        if view.type == "EXPORT":
+            if view.status == "FAILED" or not result:
+                raise ApiError(409, f"the export failed: {view.error}", slug="job-failed")
+            path = Path(result["path"])
+            if not await anyio.Path(path).exists():
+                raise ApiError(410, "the export file is no longer available", slug="gone")
+            return File(path=path, filename=result["filename"], media_type=result["content_type"])
+
+        async def lines() -> AsyncIterator[bytes]:
+            async for line in reads_of(request).jobs.item_results(tenant_id, jid):
+                yield line
+
+        filename = f"{view.type.lower()}-{view.id}.ndjson"
+        return Stream(
+            lines(),
+            media_type="application/x-ndjson",
+            headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        )

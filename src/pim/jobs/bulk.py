@@ -1,0 +1,197 @@
+"""Bulk update, delete and import: items in batches, each batch one catalog transaction that
+also records the batch's per-item results in the job's progress aggregate (exactly once)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+import msgspec
+
+from pim.api.bodies import field_error_from_msgspec
+from pim.api.inputs import READ_ONLY, ProductInput, provided_fields
+from pim.commands.handlers import create_in, delete_in, update_in
+from pim.commands.messages import CreateEntity, DeleteEntity, UpdateEntity
+from pim.commands.unit_of_work import UnitOfWork
+from pim.domain.context import Actor
+from pim.domain.errors import Conflict, DomainError, NotFound, ValidationFailed
+from pim.domain.money import minor_units
+from pim.domain.product import Product
+from pim.domain.variant import Variant
+from pim.eventstore import CatalogStore, IntegrityError
+from pim.jobs.payloads import BulkImportPayload, BulkUpdatePayload, PriceChange
+from pim.jobs.progress import JobProgress, progress_id
+
+BATCH_SIZE = 500
+MAX_BATCH_ATTEMPTS = 10
+
+ItemFn = Callable[[UnitOfWork, int, Any], str]
+
+
+class ItemFailed(Exception):
+    def __init__(self, errors: list[dict[str, str]]) -> None:
+        super().__init__(errors)
+        self.errors = errors
+
+
+def _errors_of(exc: Exception) -> list[dict[str, str]]:
+    if isinstance(exc, ValidationFailed):
+        return [{"field": e.field, "code": e.code, "message": e.message} for e in exc.errors]
+    if isinstance(exc, NotFound):
+        return [{"field": "id", "code": "not_found", "message": exc.detail}]
+    if isinstance(exc, Conflict):
+        return [{"field": "", "code": "conflict", "message": exc.detail}]
+    if isinstance(exc, DomainError):
+        return [{"field": "", "code": "invalid", "message": exc.detail}]
+    if isinstance(exc, msgspec.ValidationError):
+        error = field_error_from_msgspec(str(exc))
+        return [{"field": error.field, "code": error.code, "message": error.message}]
+    raise exc
+
+
+def new_price(change: PriceChange, variant: Variant) -> tuple[str | None, str | None] | None:
+    """The variant's new (price, currency), None when the change does not apply to it."""
+    current = variant.fields.get("price")
+    currency = change.currency or variant.fields.get("currency")
+    if change.op == "set":
+        amount = change.value
+    elif current is None:
+        return None  # add/multiply need a price to start from
+    elif change.op == "add":
+        amount = Decimal(current) + change.value
+    else:
+        amount = Decimal(current) * change.value
+    exponent = minor_units(str(currency)) if currency else None
+    if exponent is not None:
+        amount = amount.quantize(Decimal(1).scaleb(-exponent), rounding=ROUND_HALF_UP)
+    return str(amount), currency
+
+
+@dataclass
+class BulkItems:
+    """What one job works through: a kind of change, its items, and how to apply one."""
+
+    items: Sequence[Any]
+    apply: ItemFn
+
+
+def update_items(actor: Actor, payload: BulkUpdatePayload, ids: Sequence[str]) -> BulkItems:
+    values = provided_fields(payload.set, ignore=frozenset()) if payload.set else {}
+
+    def apply(uow: UnitOfWork, index: int, product_id: str) -> str:
+        if values:
+            update_in(uow, UpdateEntity(actor, "product", product_id, values))
+        else:
+            uow.get(Product, product_id)  # must exist (404 otherwise)
+        if payload.price is not None:
+            children = uow.find_children(product_id)
+            for variant_id in children.of_type("variant") if children else []:
+                variant = uow.find(Variant, variant_id)
+                change = new_price(payload.price, variant) if variant else None
+                if change is not None:
+                    price, currency = change
+                    update_in(
+                        uow,
+                        UpdateEntity(
+                            actor,
+                            "variant",
+                            variant_id,
+                            {"price": price, "currency": currency},
+                            parent_id=product_id,
+                        ),
+                    )
+        return product_id
+
+    return BulkItems(ids, apply)
+
+
+def delete_items(actor: Actor, ids: Sequence[str]) -> BulkItems:
+    def apply(uow: UnitOfWork, index: int, product_id: str) -> str:
+        delete_in(uow, DeleteEntity(actor, "product", product_id))
+        return product_id
+
+    return BulkItems(ids, apply)
+
+
+def import_items(actor: Actor, job_id: str, payload: BulkImportPayload) -> BulkItems:
+    namespace = uuid.UUID(job_id)
+
+    def apply(uow: UnitOfWork, index: int, item: Any) -> str:
+        data = msgspec.convert(item, ProductInput, strict=True)
+        values = provided_fields(data, ignore=READ_ONLY | {"variants"})
+        variants = (
+            [provided_fields(v, ignore=READ_ONLY | {"product_id"}) for v in (data.variants or [])]
+            if data.variants is not msgspec.UNSET
+            else []
+        )
+        # Deterministic ids: a batch retried after a crash creates the same products.
+        product_id = str(uuid.uuid5(namespace, str(index)))
+        create_in(
+            uow, CreateEntity(actor, "product", values, variants=variants, entity_id=product_id)
+        )
+        return product_id
+
+    return BulkItems(payload.products, apply)
+
+
+def load_progress(store: CatalogStore, actor: Actor, job_id: str) -> JobProgress:
+    found = store.find(progress_id(actor.tenant_id, job_id))
+    if isinstance(found, JobProgress):
+        return found
+    return JobProgress.begin(actor, progress_id(actor.tenant_id, job_id))
+
+
+def apply_batch(
+    store: CatalogStore,
+    actor: Actor,
+    job_id: str,
+    work: BulkItems,
+    start: int,
+    end: int,
+    *,
+    dry_run: bool,
+) -> tuple[int | None, JobProgress]:
+    """Apply items[start:end] and record their results in one transaction. Items that fail
+    are recorded as failed and the batch is re-run without them, so one bad item never
+    leaves another's half-made changes behind."""
+    excluded: dict[int, list[dict[str, str]]] = {}
+    for _ in range(MAX_BATCH_ATTEMPTS + end - start):
+        progress = load_progress(store, actor, job_id)
+        if progress.next_index >= end:
+            return None, progress  # already applied (a redelivered message)
+        uow = UnitOfWork(store, actor)
+        results: list[dict[str, Any]] = []
+        failed_now = False
+        for index in range(start, end):
+            if index in excluded:
+                item = work.items[index]
+                results.append(
+                    {
+                        "index": index,
+                        "id": item if isinstance(item, str) else None,
+                        "status": "FAILED",
+                        "errors": excluded[index],
+                    }
+                )
+                continue
+            try:
+                entity_id = work.apply(uow, index, work.items[index])
+            except (DomainError, msgspec.ValidationError) as exc:
+                excluded[index] = _errors_of(exc)
+                failed_now = True
+                break
+            results.append({"index": index, "id": entity_id, "status": "SUCCEEDED", "errors": []})
+        if failed_now:
+            continue
+        progress.record(actor, start, end, results)
+        try:
+            if dry_run:
+                return store.save(progress), progress
+            uow.touch(progress)
+            return uow.commit(), progress
+        except IntegrityError:
+            continue  # someone changed one of these aggregates meanwhile: redo from fresh
+    raise RuntimeError(f"batch {start}..{end} of job {job_id} kept conflicting")

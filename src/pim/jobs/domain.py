@@ -1,0 +1,166 @@
+"""Jobs (exports, bulk updates, deletes, imports) as aggregates in their own event store, so
+job progress never contends with catalog writes on the catalog log's insert lock."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Self
+
+from eventsourcing.domain import BaseAggregate, CanInitAggregate
+
+from pim.domain.context import Actor
+from pim.domain.entity import CatalogEvent
+from pim.domain.ids import aggregate_id, entity_id_of
+
+JOB_TYPES = ("BULK_UPDATE", "BULK_DELETE", "BULK_IMPORT", "EXPORT")
+JOB_STATUSES = ("PENDING", "PROCESSING", "COMPLETED", "FAILED")
+
+
+class Job(BaseAggregate[str]):
+    if TYPE_CHECKING:
+        job_type: str
+        payload: dict[str, Any]
+        dry_run: bool
+        created_by: str
+        tenant_id: str
+        acting: Actor
+        status: str
+        total_items: int
+        processed_items: int
+        succeeded_items: int
+        failed_items: int
+        started_at: datetime | None
+        finished_at: datetime | None
+        result: dict[str, Any] | None
+        error: str | None
+
+    class Event(CatalogEvent):
+        pass
+
+    class Created(Event, CanInitAggregate[str]):
+        originator_topic: str
+        job_type: str
+        payload: dict[str, Any]
+        dry_run: bool
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.job_type = self.job_type
+            aggregate.payload = self.payload
+            aggregate.dry_run = self.dry_run
+            aggregate.created_by = self.actor
+            aggregate.tenant_id = self.tenant_id
+            # Who the job acts for: its catalog changes are recorded as theirs.
+            aggregate.acting = Actor(
+                self.tenant_id, self.org_id, self.actor, self.actor_email, self.request_id
+            )
+            aggregate.status = "PENDING"
+            aggregate.total_items = 0
+            aggregate.processed_items = aggregate.succeeded_items = aggregate.failed_items = 0
+            aggregate.started_at = aggregate.finished_at = None
+            aggregate.result = None
+            aggregate.error = None
+
+    class Started(Event):
+        total_items: int
+        # The resolved item ids (filter jobs): fixed at start, so a resumed job works on the
+        # same items whatever changed since.
+        item_ids: list[str] | None
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.status = "PROCESSING"
+            aggregate.total_items = self.total_items
+            aggregate.started_at = self.timestamp
+            if self.item_ids is not None:
+                aggregate.payload = {**aggregate.payload, "_item_ids": self.item_ids}
+
+    class Progressed(Event):
+        processed: int
+        succeeded: int
+        failed: int
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.processed_items = self.processed
+            aggregate.succeeded_items = self.succeeded
+            aggregate.failed_items = self.failed
+
+    class Completed(Event):
+        processed: int
+        succeeded: int
+        failed: int
+        result: dict[str, Any]
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.status = "COMPLETED"
+            aggregate.processed_items = self.processed
+            aggregate.succeeded_items = self.succeeded
+            aggregate.failed_items = self.failed
+            aggregate.result = self.result
+            aggregate.finished_at = self.timestamp
+
+    class Failed(Event):
+        reason: str
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.status = "FAILED"
+            aggregate.error = self.reason
+            aggregate.finished_at = self.timestamp
+
+    @classmethod
+    def create(
+        cls,
+        actor: Actor,
+        job_id: str,
+        job_type: str,
+        payload: dict[str, Any],
+        *,
+        dry_run: bool = False,
+    ) -> Self:
+        return cls._create(
+            cls.Created,
+            id=aggregate_id(actor.tenant_id, job_id),
+            job_type=job_type,
+            payload=payload,
+            dry_run=dry_run,
+            **actor.event_meta(),
+        )
+
+    @property
+    def job_id(self) -> str:
+        return entity_id_of(self.id)
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("COMPLETED", "FAILED")
+
+    def start(self, actor: Actor, total_items: int, item_ids: list[str] | None = None) -> None:
+        if self.status == "PENDING":
+            self.trigger_event(
+                self.Started, total_items=total_items, item_ids=item_ids, **actor.event_meta()
+            )
+
+    def progress(self, actor: Actor, processed: int, succeeded: int, failed: int) -> None:
+        if not self.finished and processed > self.processed_items:
+            self.trigger_event(
+                self.Progressed,
+                processed=processed,
+                succeeded=succeeded,
+                failed=failed,
+                **actor.event_meta(),
+            )
+
+    def complete(
+        self, actor: Actor, processed: int, succeeded: int, failed: int, result: dict[str, Any]
+    ) -> None:
+        if not self.finished:
+            self.trigger_event(
+                self.Completed,
+                processed=processed,
+                succeeded=succeeded,
+                failed=failed,
+                result=result,
+                **actor.event_meta(),
+            )
+
+    def fail(self, actor: Actor, reason: str) -> None:
+        if not self.finished:
+            self.trigger_event(self.Failed, reason=reason, **actor.event_meta())

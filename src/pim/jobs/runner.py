@@ -1,0 +1,230 @@
+"""Running one job to its end: the body of the ``run_job`` actor.
+
+Idempotent and resumable: a job already finished is left alone; a job that was running when a
+worker died continues from its progress aggregate; a per-job advisory lock keeps two workers
+(a redelivered message) from running the same job at once."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import psycopg
+from eventsourcing import persistence as es_persistence
+
+from pim.domain.context import Actor
+from pim.domain.ids import aggregate_id
+from pim.eventstore import CatalogStore
+from pim.jobs import bulk
+from pim.jobs.domain import Job
+from pim.jobs.export import write_export
+from pim.jobs.payloads import (
+    PAYLOAD_TYPES,
+    BulkDeletePayload,
+    BulkImportPayload,
+    BulkUpdatePayload,
+    ExportPayload,
+    Selection,
+    parse_filters,
+)
+from pim.projections.runner import Projector
+from pim.queries.products import ProductFilters
+
+log = logging.getLogger(__name__)
+
+# Rows per round trip when exporting: memory is ~2 KB x this, whatever the catalog's size.
+EXPORT_BATCH_SIZE = 500
+
+# Failures that say nothing about the job itself: retry later instead of failing it.
+TRANSIENT = (
+    psycopg.OperationalError,
+    es_persistence.OperationalError,
+    es_persistence.InterfaceError,
+)
+
+
+@dataclass
+class JobContext:
+    database_url: str
+    data_dir: Path
+    catalog: CatalogStore
+    jobs: CatalogStore
+    catalog_projector: Projector
+    jobs_projector: Projector
+    # Records webhook deliveries for an event and queues them: (tenant, type, data).
+    notify: Callable[[str, str, dict[str, Any]], None]
+    batch_size: int = bulk.BATCH_SIZE
+
+
+def _lock_key(job_id: str) -> int:
+    return int.from_bytes(
+        hashlib.sha256(f"pim:job:{job_id}".encode()).digest()[:8], "big", signed=True
+    )
+
+
+def resolve_ids(conn: psycopg.Connection[Any], tenant_id: str, selection: Selection) -> list[str]:
+    """The products a selection names, fixed once when the job starts."""
+    if selection.product_ids is not None:
+        return list(dict.fromkeys(str(pid) for pid in selection.product_ids))
+    filters = parse_filters(selection.filter, "payload.filter") or ProductFilters()
+    where = ["tenant_id = %s"]
+    params: list[Any] = [tenant_id]
+    for column in ("status", "category", "brand_id", "template_id"):
+        value = getattr(filters, column)
+        if value is not None:
+            where.append(f"{column} = %s")
+            params.append(value)
+    if filters.q:
+        where.append("title ILIKE %s")
+        params.append(
+            "%" + filters.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        )
+    if filters.updated_since is not None:
+        where.append("updated_at >= %s")
+        params.append(filters.updated_since)
+    rows = conn.execute(
+        f"SELECT id::text FROM products_view WHERE {' AND '.join(where)}"
+        " ORDER BY created_at, id",
+        params,
+    ).fetchall()
+    return [str(r[0]) for r in rows]
+
+
+class JobRunner:
+    def __init__(self, context: JobContext) -> None:
+        self.ctx = context
+
+    def run(self, tenant_id: str, job_id: str) -> None:
+        with psycopg.connect(self.ctx.database_url, autocommit=True) as lock_conn:
+            locked = lock_conn.execute(
+                "SELECT pg_try_advisory_lock(%s)", (_lock_key(job_id),)
+            ).fetchone()
+            if not locked or not locked[0]:
+                log.info("job %s is running elsewhere", job_id)
+                return
+            job = self.ctx.jobs.find(aggregate_id(tenant_id, job_id))
+            if not isinstance(job, Job) or job.finished:
+                return
+            try:
+                self._run(job)
+            except TRANSIENT:
+                raise  # the message is retried with backoff; the job resumes where it was
+            except Exception as exc:
+                log.exception("job %s failed", job_id)
+                self._fail(job_id, tenant_id, f"{type(exc).__name__}: {exc}")
+
+    def _save_job(self, job: Job) -> None:
+        position = self.ctx.jobs.save(job)
+        if position is not None:
+            self.ctx.jobs_projector.wait_for(position, timeout=5)
+
+    def _fail(self, job_id: str, tenant_id: str, reason: str) -> None:
+        job = self.ctx.jobs.find(aggregate_id(tenant_id, job_id))
+        if isinstance(job, Job) and not job.finished:
+            job.fail(job.acting, reason[:1000])
+            self._save_job(job)
+            self.ctx.notify(tenant_id, "bulk_job.failed", self._event_data(job))
+
+    @staticmethod
+    def _event_data(job: Job) -> dict[str, Any]:
+        return {
+            "job_id": job.job_id,
+            "type": job.job_type,
+            "status": job.status,
+            "result_url": f"/api/v1/pim/bulk-jobs/{job.job_id}/result",
+            "total_items": job.total_items,
+            "processed_items": job.processed_items,
+            "succeeded_items": job.succeeded_items,
+            "failed_items": job.failed_items,
+        }
+
+    def _run(self, job: Job) -> None:
+        payload = msgspec.convert(job.payload, PAYLOAD_TYPES[job.job_type])
+        actor: Actor = job.acting
+        if isinstance(payload, ExportPayload):
+            self._export(job, payload, actor)
+            return
+        if job.status == "PENDING":
+            if isinstance(payload, Selection):
+                with psycopg.connect(self.ctx.database_url) as conn:
+                    ids = resolve_ids(conn, job.tenant_id, payload)
+                job.start(actor, len(ids), ids)
+            else:
+                assert isinstance(payload, BulkImportPayload)
+                job.start(actor, len(payload.products))
+            self._save_job(job)
+        ids = job.payload.get("_item_ids") or []
+        if isinstance(payload, BulkUpdatePayload):
+            work = bulk.update_items(actor, payload, ids)
+        elif isinstance(payload, BulkDeletePayload):
+            work = bulk.delete_items(actor, ids)
+        else:
+            assert isinstance(payload, BulkImportPayload)
+            work = bulk.import_items(actor, job.job_id, payload)
+        progress = bulk.load_progress(self.ctx.catalog, actor, job.job_id)
+        total = len(work.items)
+        start = progress.next_index
+        while start < total:
+            end = min(start + self.ctx.batch_size, total)
+            position, progress = bulk.apply_batch(
+                self.ctx.catalog, actor, job.job_id, work, start, end, dry_run=job.dry_run
+            )
+            if position is not None and not job.dry_run:
+                # Backpressure: the read models keep up with the job.
+                self.ctx.catalog_projector.wait_for(position, timeout=60)
+            job.progress(actor, progress.next_index, progress.succeeded, progress.failed)
+            self._save_job(job)
+            start = progress.next_index
+        job.complete(
+            actor,
+            progress.next_index,
+            progress.succeeded,
+            progress.failed,
+            {
+                "kind": "items",
+                "content_type": "application/x-ndjson",
+                "filename": f"{job.job_type.lower()}-{job.job_id}.ndjson",
+            },
+        )
+        self._save_job(job)
+        self.ctx.notify(job.tenant_id, "bulk_job.completed", self._event_data(job))
+
+    def _export(self, job: Job, payload: ExportPayload, actor: Actor) -> None:
+        job.start(actor, 0)
+        self._save_job(job)
+        directory = self.ctx.data_dir / "exports" / job.tenant_id
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"{job.job_id}.{payload.format}"
+        with psycopg.connect(self.ctx.database_url) as conn:
+            result = write_export(
+                conn,
+                tenant_id=job.tenant_id,
+                fmt=payload.format,
+                scope=payload.scope,
+                filters=parse_filters(payload.filters, "payload.filters") or ProductFilters(),
+                path=path,
+                job_id=job.job_id,
+                batch_size=EXPORT_BATCH_SIZE,
+            )
+        job.complete(
+            actor,
+            result.rows,
+            result.rows,
+            0,
+            {
+                "kind": "file",
+                "path": str(result.path),
+                "content_type": result.content_type,
+                "filename": result.filename,
+                "position": result.position,
+                "rows": result.rows,
+            },
+        )
+        self._save_job(job)
+        data = self._event_data(job)
+        self.ctx.notify(job.tenant_id, "export.completed", {**data, "position": result.position})

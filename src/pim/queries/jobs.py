@@ -1,0 +1,154 @@
+"""Read-side queries over the jobs view, and per-item results read from the catalog log."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import msgspec
+from psycopg import AsyncConnection, sql
+from psycopg_pool import AsyncConnectionPool
+
+from pim.eventstore import EVENTS_TABLE, CatalogStore
+from pim.jobs.domain import JOB_STATUSES, JOB_TYPES
+from pim.jobs.progress import JobProgress, progress_id
+from pim.queries.pages import CreatedKey, InvalidQuery, decode_cursor, encode_cursor
+
+
+class JobView(msgspec.Struct, kw_only=True):
+    id: UUID
+    type: str
+    status: str
+    dry_run: bool
+    total_items: int
+    processed_items: int
+    succeeded_items: int
+    failed_items: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    created_by: str
+    error: str | None
+    result_url: str | None
+    version: int
+
+
+_COLUMNS = sql.SQL(
+    "id, type, status, dry_run, total_items, processed_items, succeeded_items, failed_items,"
+    " created_at, started_at, finished_at, created_by, error, result, version"
+)
+
+
+def _to_view(row: tuple[Any, ...]) -> tuple[JobView, dict[str, Any] | None]:
+    (
+        job_id,
+        job_type,
+        status,
+        dry_run,
+        total,
+        processed,
+        succeeded,
+        failed,
+        created_at,
+        started_at,
+        finished_at,
+        created_by,
+        error,
+        result,
+        version,
+    ) = row
+    finished = status in ("COMPLETED", "FAILED")
+    view = JobView(
+        id=job_id,
+        type=job_type,
+        status=status,
+        dry_run=dry_run,
+        total_items=total,
+        processed_items=processed,
+        succeeded_items=succeeded,
+        failed_items=failed,
+        created_at=created_at,
+        started_at=started_at,
+        finished_at=finished_at,
+        created_by=created_by,
+        error=error,
+        result_url=f"/api/v1/pim/bulk-jobs/{job_id}/result" if finished else None,
+        version=version,
+    )
+    return view, result
+
+
+class JobQueries:
+    def __init__(
+        self, pool: AsyncConnectionPool[AsyncConnection[Any]], catalog: CatalogStore
+    ) -> None:
+        self.pool = pool
+        self.catalog = catalog
+
+    async def get(
+        self, tenant_id: str, job_id: UUID
+    ) -> tuple[JobView, dict[str, Any] | None] | None:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                sql.SQL("SELECT {} FROM jobs_view WHERE tenant_id = %s AND id = %s").format(
+                    _COLUMNS
+                ),
+                (tenant_id, job_id),
+                prepare=True,
+            )
+            row = await cur.fetchone()
+        return _to_view(row) if row else None
+
+    async def list(
+        self, tenant_id: str, *, limit: int, cursor: str | None, params: Mapping[str, str]
+    ) -> tuple[list[JobView], str | None]:
+        job_type = params.get("type", params.get("job_type", "BULK_UPDATE"))
+        if job_type not in JOB_TYPES:
+            raise InvalidQuery("type", f"must be one of {', '.join(JOB_TYPES)}")
+        where: list[sql.Composable] = [sql.SQL("tenant_id = %s"), sql.SQL("type = %s")]
+        args: list[Any] = [tenant_id, job_type]
+        if "status" in params:
+            if params["status"] not in JOB_STATUSES:
+                raise InvalidQuery("status", f"must be one of {', '.join(JOB_STATUSES)}")
+            where.append(sql.SQL("status = %s"))
+            args.append(params["status"])
+        if cursor is not None:
+            key = decode_cursor(cursor, CreatedKey)
+            where.append(sql.SQL("(created_at, id) > (%s, %s)"))
+            args += [key.created_at, key.id]
+        args.append(limit + 1)
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                sql.SQL(
+                    "SELECT {} FROM jobs_view WHERE {} ORDER BY created_at, id LIMIT %s"
+                ).format(_COLUMNS, sql.SQL(" AND ").join(where)),
+                args,
+                prepare=True,
+            )
+            rows = await cur.fetchall()
+        items = [_to_view(r)[0] for r in rows[:limit]]
+        next_cursor = None
+        if len(rows) > limit:
+            next_cursor = encode_cursor(CreatedKey(items[-1].created_at, items[-1].id))
+        return items, next_cursor
+
+    async def item_results(self, tenant_id: str, job_id: UUID) -> AsyncIterator[bytes]:
+        """Per-item results as NDJSON lines, in item order, from the job's progress events."""
+        encoder = msgspec.json.Encoder()
+        async with self.pool.connection() as conn, conn.transaction():
+            cur = conn.cursor(name=f"job_results_{job_id.hex}")
+            async with cur:
+                await cur.execute(
+                    sql.SQL(
+                        "SELECT originator_id, originator_version, topic, state FROM {}"
+                        " WHERE originator_id = %s ORDER BY originator_version"
+                    ).format(sql.Identifier(EVENTS_TABLE)),
+                    (progress_id(tenant_id, str(job_id)),),
+                )
+                async for row in cur:
+                    event = self.catalog.decode(row[0], row[1], row[2], bytes(row[3]))
+                    if isinstance(event, JobProgress.BatchApplied):
+                        for item in event.results:
+                            yield encoder.encode(item) + b"\n"

@@ -1,0 +1,284 @@
+"""Webhooks and their deliveries in PostgreSQL.
+
+The API side is async over the read pool; ``record_event`` is sync and runs on the caller's
+connection, inside the caller's transaction, so a delivery exists exactly when the event it
+announces was committed. Every query names the tenant."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+import msgspec
+import psycopg
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+
+from pim.queries.pages import CreatedKey, decode_cursor, encode_cursor
+
+AsyncPool = AsyncConnectionPool[AsyncConnection[Any]]
+
+EXPORT_COMPLETED = "export.completed"
+BULK_JOB_COMPLETED = "bulk_job.completed"
+BULK_JOB_FAILED = "bulk_job.failed"
+EVENT_TYPES: tuple[str, ...] = (EXPORT_COMPLETED, BULK_JOB_COMPLETED, BULK_JOB_FAILED)
+
+PENDING = "PENDING"
+DELIVERED = "DELIVERED"
+FAILED = "FAILED"
+
+WEBHOOKS_DDL: list[str] = [
+    """CREATE TABLE IF NOT EXISTS webhooks (
+        tenant_id uuid NOT NULL,
+        id uuid NOT NULL,
+        url text NOT NULL,
+        events text[] NOT NULL,
+        secret text NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        created_by text NOT NULL,
+        PRIMARY KEY (tenant_id, id)
+    )""",
+    "CREATE INDEX IF NOT EXISTS webhooks_by_creation ON webhooks (tenant_id, created_at, id)",
+    """CREATE TABLE IF NOT EXISTS webhook_deliveries (
+        tenant_id uuid NOT NULL,
+        id uuid NOT NULL,
+        webhook_id uuid NOT NULL,
+        event_id uuid NOT NULL,
+        event_type text NOT NULL,
+        payload bytea NOT NULL,
+        status text NOT NULL DEFAULT 'PENDING'
+            CHECK (status IN ('PENDING', 'DELIVERED', 'FAILED')),
+        attempts integer NOT NULL DEFAULT 0,
+        last_status_code integer,
+        last_error text,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        updated_at timestamptz NOT NULL DEFAULT now(),
+        delivered_at timestamptz,
+        PRIMARY KEY (tenant_id, id)
+    )""",
+    # a webhook's deliveries, newest first
+    """CREATE INDEX IF NOT EXISTS webhook_deliveries_by_webhook
+        ON webhook_deliveries (tenant_id, webhook_id, created_at DESC, id DESC)""",
+    # the delivery actor only knows the delivery id
+    "CREATE UNIQUE INDEX IF NOT EXISTS webhook_deliveries_by_id ON webhook_deliveries (id)",
+    # the sweeper looks for PENDING deliveries whose message was lost (see stale_deliveries)
+    """CREATE INDEX IF NOT EXISTS webhook_deliveries_pending
+        ON webhook_deliveries (updated_at) WHERE status = 'PENDING'""",
+]
+
+# A delivery never attempted this long after it was recorded has probably lost its message.
+UNSENT_AFTER_S = 30
+# A retried delivery waits at most the actor's max backoff (10 min) plus one attempt's time
+# limit (1 min) between attempts; untouched for longer, its retry message was lost.
+ABANDONED_AFTER_S = 12 * 60
+
+
+class Webhook(msgspec.Struct, kw_only=True):
+    """A webhook as the API shows it (never with its secret)."""
+
+    id: UUID
+    url: str
+    events: list[str]
+    created_at: datetime
+
+
+class CreatedWebhook(Webhook, kw_only=True):
+    """The create response: the only time the secret is shown."""
+
+    secret: str
+
+
+class WebhookDelivery(msgspec.Struct, kw_only=True):
+    id: UUID
+    event_id: UUID
+    event_type: str
+    status: str
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+    created_at: datetime
+    updated_at: datetime
+    delivered_at: datetime | None
+
+
+_WEBHOOK_COLUMNS = "id, url, events, created_at"
+_DELIVERY_COLUMNS = (
+    "id, event_id, event_type, status, attempts, last_status_code, last_error,"
+    " created_at, updated_at, delivered_at"
+)
+
+
+def _webhook(row: tuple[Any, ...]) -> Webhook:
+    return Webhook(id=row[0], url=row[1], events=list(row[2]), created_at=row[3])
+
+
+def _delivery(row: tuple[Any, ...]) -> WebhookDelivery:
+    return WebhookDelivery(
+        id=row[0],
+        event_id=row[1],
+        event_type=row[2],
+        status=row[3],
+        attempts=row[4],
+        last_status_code=row[5],
+        last_error=row[6],
+        created_at=row[7],
+        updated_at=row[8],
+        delivered_at=row[9],
+    )
+
+
+async def create_webhook(
+    pool: AsyncPool,
+    tenant_id: str,
+    *,
+    url: str,
+    events: list[str],
+    secret: str,
+    created_by: str,
+) -> CreatedWebhook:
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "INSERT INTO webhooks (tenant_id, id, url, events, secret, created_by)"
+            f" VALUES (%s, %s, %s, %s, %s, %s) RETURNING {_WEBHOOK_COLUMNS}",
+            (tenant_id, uuid4(), url, events, secret, created_by),
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    hook = _webhook(row)
+    return CreatedWebhook(
+        id=hook.id, url=hook.url, events=hook.events, created_at=hook.created_at, secret=secret
+    )
+
+
+async def list_webhooks(
+    pool: AsyncPool, tenant_id: str, *, limit: int, cursor: str | None
+) -> tuple[list[Webhook], str | None]:
+    """The tenant's webhooks oldest first (keyset on ``(created_at, id)``), and the cursor of
+    the next page (None on the last one)."""
+    args: list[Any] = [tenant_id]
+    after = ""
+    if cursor is not None:
+        key = decode_cursor(cursor, CreatedKey)
+        after = " AND (created_at, id) > (%s, %s)"
+        args += [key.created_at, key.id]
+    args.append(limit + 1)
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            f"SELECT {_WEBHOOK_COLUMNS} FROM webhooks WHERE tenant_id = %s{after}"
+            " ORDER BY created_at, id LIMIT %s",
+            args,
+        )
+        rows = await cur.fetchall()
+    items = [_webhook(r) for r in rows[:limit]]
+    more = (
+        encode_cursor(CreatedKey(items[-1].created_at, items[-1].id)) if len(rows) > limit else None
+    )
+    return items, more
+
+
+async def get_webhook(pool: AsyncPool, tenant_id: str, webhook_id: UUID) -> Webhook | None:
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            f"SELECT {_WEBHOOK_COLUMNS} FROM webhooks WHERE tenant_id = %s AND id = %s",
+            (tenant_id, webhook_id),
+        )
+        row = await cur.fetchone()
+    return _webhook(row) if row else None
+
+
+async def delete_webhook(pool: AsyncPool, tenant_id: str, webhook_id: UUID) -> bool:
+    """Remove the webhook and its deliveries; False when the tenant has no such webhook."""
+    async with pool.connection() as conn, conn.transaction():
+        cur = await conn.execute(
+            "DELETE FROM webhooks WHERE tenant_id = %s AND id = %s", (tenant_id, webhook_id)
+        )
+        if cur.rowcount == 0:
+            return False
+        await conn.execute(
+            "DELETE FROM webhook_deliveries WHERE tenant_id = %s AND webhook_id = %s",
+            (tenant_id, webhook_id),
+        )
+    return True
+
+
+async def list_deliveries(
+    pool: AsyncPool, tenant_id: str, webhook_id: UUID, *, limit: int, cursor: str | None
+) -> tuple[list[WebhookDelivery], str | None]:
+    """A webhook's deliveries newest first (keyset on ``(created_at, id)`` descending)."""
+    args: list[Any] = [tenant_id, webhook_id]
+    before = ""
+    if cursor is not None:
+        key = decode_cursor(cursor, CreatedKey)
+        before = " AND (created_at, id) < (%s, %s)"
+        args += [key.created_at, key.id]
+    args.append(limit + 1)
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            f"SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries"
+            f" WHERE tenant_id = %s AND webhook_id = %s{before}"
+            " ORDER BY created_at DESC, id DESC LIMIT %s",
+            args,
+        )
+        rows = await cur.fetchall()
+    items = [_delivery(r) for r in rows[:limit]]
+    more = (
+        encode_cursor(CreatedKey(items[-1].created_at, items[-1].id)) if len(rows) > limit else None
+    )
+    return items, more
+
+
+def stale_deliveries(
+    conn: psycopg.Connection[Any],
+    *,
+    unsent_after_s: float = UNSENT_AFTER_S,
+    abandoned_after_s: float = ABANDONED_AFTER_S,
+    limit: int = 1000,
+) -> list[str]:
+    """PENDING deliveries whose message was probably lost, to queue again (sync, any tenant).
+
+    Never attempted and older than ``unsent_after_s``, or not touched for ``abandoned_after_s``
+    (longer than any retry backoff): a delivery still inside its retry schedule is left alone,
+    so sweeping does not compress the backoff or run attempts side by side."""
+    cur = conn.execute(
+        "SELECT id FROM webhook_deliveries WHERE status = 'PENDING' AND ("
+        " (attempts = 0 AND updated_at < now() - make_interval(secs => %s))"
+        " OR updated_at < now() - make_interval(secs => %s))"
+        " ORDER BY updated_at LIMIT %s",
+        (unsent_after_s, abandoned_after_s, limit),
+    )
+    return [str(row[0]) for row in cur.fetchall()]
+
+
+def envelope(event_type: str, data: dict[str, Any]) -> tuple[UUID, bytes]:
+    """The event's id and the exact JSON body every subscriber receives (encoded once)."""
+    event_id = uuid4()
+    body = msgspec.json.encode(
+        {
+            "id": str(event_id),
+            "type": event_type,
+            "created_at": datetime.now(UTC),
+            "data": data,
+        }
+    )
+    return event_id, body
+
+
+def record_event(
+    conn: psycopg.Connection[Any], tenant_id: str, event_type: str, data: dict[str, Any]
+) -> list[str]:
+    """One PENDING delivery per webhook of the tenant subscribed to ``event_type``, written on
+    the caller's connection (and transaction). Returns the delivery ids: the caller enqueues
+    ``deliver_webhook`` for each once its transaction has committed."""
+    event_id, body = envelope(event_type, data)
+    cur = conn.execute(
+        "INSERT INTO webhook_deliveries"
+        " (tenant_id, id, webhook_id, event_id, event_type, payload, status, attempts)"
+        " SELECT w.tenant_id, gen_random_uuid(), w.id, %(event_id)s, %(type)s, %(payload)s,"
+        " 'PENDING', 0"
+        " FROM webhooks w WHERE w.tenant_id = %(tenant)s AND %(type)s = ANY (w.events)"
+        " ORDER BY w.created_at, w.id"
+        " RETURNING id",
+        {"event_id": event_id, "type": event_type, "payload": body, "tenant": tenant_id},
+    )
+    return [str(row[0]) for row in cur.fetchall()]

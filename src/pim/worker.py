@@ -1,0 +1,114 @@
+"""The worker: dramatiq actors for jobs and webhook deliveries, the dispatcher that queues new
+jobs, and a sweeper that re-queues work whose message was lost (Redis keeps nothing on disk)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import dramatiq
+import psycopg
+
+from pim.bootstrap import Services
+from pim.jobs.broker import Actors, make_broker, register_actors
+from pim.jobs.runner import JobContext, JobRunner
+from pim.jobs.view import JobDispatcher
+from pim.projections.runner import Projector
+from pim.webhooks.delivery import deliver
+from pim.webhooks.store import record_event
+
+log = logging.getLogger(__name__)
+
+SWEEP_INTERVAL_S = 30.0
+# A PENDING job or delivery older than this has probably lost its message.
+STALE_AFTER = "30 seconds"
+
+
+@dataclass
+class WorkerHandle:
+    worker: dramatiq.Worker
+    dispatcher: Projector
+    stop_event: threading.Event
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.dispatcher.stop()
+        self.worker.stop(timeout=10_000)
+
+
+def start_worker(services: Services, *, threads: int = 4) -> WorkerHandle:
+    """Start actors, dispatcher and sweeper in this process (background threads)."""
+    settings = services.settings
+    assert settings.redis_url is not None
+    broker = make_broker(settings.redis_url)
+    holder: dict[str, Actors] = {}
+
+    def notify(tenant_id: str, event_type: str, data: dict[str, Any]) -> None:
+        with psycopg.connect(services.database_url) as conn:
+            delivery_ids = record_event(conn, tenant_id, event_type, data)
+            conn.commit()
+        for delivery_id in delivery_ids:
+            try:
+                holder["actors"].deliver_webhook.send(delivery_id)
+            except Exception:  # the sweeper re-queues it
+                log.warning("could not queue webhook delivery %s", delivery_id)
+
+    context = JobContext(
+        database_url=services.database_url,
+        data_dir=settings.data_dir,
+        catalog=services.store,
+        jobs=services.jobs,
+        catalog_projector=services.projector,
+        jobs_projector=services.jobs_projector,
+        notify=notify,
+    )
+    runner = JobRunner(context)
+    actors = register_actors(
+        broker,
+        run_job=runner.run,
+        deliver_webhook=lambda delivery_id: deliver(
+            services.database_url, delivery_id, allow_private=settings.webhook_allow_private
+        ),
+    )
+    holder["actors"] = actors
+    def queue_job(tenant_id: str, job_id: str) -> None:
+        actors.run_job.send(tenant_id, job_id)
+
+    dispatcher = Projector(
+        services.projection_pool,
+        services.jobs,
+        [JobDispatcher(queue_job)],
+        group="job-dispatch",
+        events_table="jobs_events",
+    )
+    worker = dramatiq.Worker(broker, worker_threads=threads)
+    worker.start()
+    dispatcher.start_background(services.database_url)
+    stop_event = threading.Event()
+    threading.Thread(
+        target=_sweep, args=(services, actors, stop_event), daemon=True, name="sweeper"
+    ).start()
+    return WorkerHandle(worker, dispatcher, stop_event)
+
+
+def _sweep(services: Services, actors: Actors, stop: threading.Event) -> None:
+    while not stop.wait(SWEEP_INTERVAL_S):
+        try:
+            with psycopg.connect(services.database_url, autocommit=True) as conn:
+                jobs = conn.execute(
+                    "SELECT tenant_id::text, id::text FROM jobs_view WHERE status IN"
+                    f" ('PENDING', 'PROCESSING') AND created_at < now() - interval '{STALE_AFTER}'"
+                ).fetchall()
+                deliveries = conn.execute(
+                    "SELECT id::text FROM webhook_deliveries WHERE status = 'PENDING'"
+                    f" AND updated_at < now() - interval '{STALE_AFTER}'"
+                ).fetchall()
+            # Running jobs hold a lock: a duplicate message for one of them returns at once.
+            for tenant_id, job_id in jobs:
+                actors.run_job.send(tenant_id, job_id)
+            for (delivery_id,) in deliveries:
+                actors.deliver_webhook.send(delivery_id)
+        except Exception:
+            log.warning("sweep failed; retrying in %ss", SWEEP_INTERVAL_S, exc_info=True)
