@@ -73,6 +73,7 @@ def start_worker(services: Services, *, threads: int = 4) -> WorkerHandle:
         ),
     )
     holder["actors"] = actors
+
     def queue_job(tenant_id: str, job_id: str) -> None:
         actors.run_job.send(tenant_id, job_id)
 

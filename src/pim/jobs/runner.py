@@ -88,8 +88,7 @@ def resolve_ids(conn: psycopg.Connection[Any], tenant_id: str, selection: Select
         where.append("updated_at >= %s")
         params.append(filters.updated_since)
     rows = conn.execute(
-        f"SELECT id::text FROM products_view WHERE {' AND '.join(where)}"
-        " ORDER BY created_at, id",
+        f"SELECT id::text FROM products_view WHERE {' AND '.join(where)} ORDER BY created_at, id",
         params,
     ).fetchall()
     return [str(r[0]) for r in rows]
