@@ -32,9 +32,9 @@ from pim.webhooks.targets import UnsafeTarget, check_target
 from tests.conftest import Service, Tenant, assert_problem
 
 # Flipped by the lead once WebhookController is mounted under /api/v1/pim.
-API_MOUNTED = False
+API_MOUNTED = True
 # Flipped once job completion records export.completed / bulk_job.* events.
-EVENTS_WIRED = False
+EVENTS_WIRED = True
 
 needs_api = pytest.mark.skipif(not API_MOUNTED, reason="WebhookController not mounted yet")
 needs_events = pytest.mark.skipif(

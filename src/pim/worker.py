@@ -17,7 +17,7 @@ from pim.jobs.runner import JobContext, JobRunner
 from pim.jobs.view import JobDispatcher
 from pim.projections.runner import Projector
 from pim.webhooks.delivery import deliver
-from pim.webhooks.store import record_event
+from pim.webhooks.store import record_event, stale_deliveries
 
 log = logging.getLogger(__name__)
 
@@ -102,14 +102,11 @@ def _sweep(services: Services, actors: Actors, stop: threading.Event) -> None:
                     "SELECT tenant_id::text, id::text FROM jobs_view WHERE status IN"
                     f" ('PENDING', 'PROCESSING') AND created_at < now() - interval '{STALE_AFTER}'"
                 ).fetchall()
-                deliveries = conn.execute(
-                    "SELECT id::text FROM webhook_deliveries WHERE status = 'PENDING'"
-                    f" AND updated_at < now() - interval '{STALE_AFTER}'"
-                ).fetchall()
+                deliveries = stale_deliveries(conn)
             # Running jobs hold a lock: a duplicate message for one of them returns at once.
             for tenant_id, job_id in jobs:
                 actors.run_job.send(tenant_id, job_id)
-            for (delivery_id,) in deliveries:
+            for delivery_id in deliveries:
                 actors.deliver_webhook.send(delivery_id)
         except Exception:
             log.warning("sweep failed; retrying in %ss", SWEEP_INTERVAL_S, exc_info=True)
