@@ -26,6 +26,8 @@ class Settings:
     webhook_allow_private: bool
     read_your_writes_timeout_s: float
     projection_batch_size: int
+    job_batch_size: int
+    sweep_interval_s: float
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -49,4 +51,6 @@ class Settings:
             webhook_allow_private=_flag(get("PIM_WEBHOOK_ALLOW_PRIVATE")),
             read_your_writes_timeout_s=float(get("PIM_READ_YOUR_WRITES_TIMEOUT") or "2.0"),
             projection_batch_size=int(get("PIM_PROJECTION_BATCH_SIZE") or "1000"),
+            job_batch_size=int(get("PIM_JOB_BATCH_SIZE") or "500"),
+            sweep_interval_s=float(get("PIM_SWEEP_INTERVAL") or "15"),
         )

@@ -21,10 +21,6 @@ from pim.webhooks.store import record_event, stale_deliveries
 
 log = logging.getLogger(__name__)
 
-SWEEP_INTERVAL_S = 30.0
-# A PENDING job or delivery older than this has probably lost its message.
-STALE_AFTER = "30 seconds"
-
 
 @dataclass
 class WorkerHandle:
@@ -63,6 +59,7 @@ def start_worker(services: Services, *, threads: int = 4) -> WorkerHandle:
         catalog_projector=services.projector,
         jobs_projector=services.jobs_projector,
         notify=notify,
+        batch_size=settings.job_batch_size,
     )
     runner = JobRunner(context)
     actors = register_actors(
@@ -95,12 +92,17 @@ def start_worker(services: Services, *, threads: int = 4) -> WorkerHandle:
 
 
 def _sweep(services: Services, actors: Actors, stop: threading.Event) -> None:
-    while not stop.wait(SWEEP_INTERVAL_S):
+    """Re-queue unfinished jobs and undelivered webhooks whose message may be lost (a worker
+    killed mid-job, Redis restarted empty). Duplicates are harmless: a running job holds its
+    lock, a finished one is skipped."""
+    interval = services.settings.sweep_interval_s
+    while not stop.wait(interval):
         try:
             with psycopg.connect(services.database_url, autocommit=True) as conn:
                 jobs = conn.execute(
                     "SELECT tenant_id::text, id::text FROM jobs_view WHERE status IN"
-                    f" ('PENDING', 'PROCESSING') AND created_at < now() - interval '{STALE_AFTER}'"
+                    " ('PENDING', 'PROCESSING') AND created_at < now() - make_interval(secs => %s)",
+                    (interval,),
                 ).fetchall()
                 deliveries = stale_deliveries(conn)
             # Running jobs hold a lock: a duplicate message for one of them returns at once.
@@ -109,4 +111,4 @@ def _sweep(services: Services, actors: Actors, stop: threading.Event) -> None:
             for delivery_id in deliveries:
                 actors.deliver_webhook.send(delivery_id)
         except Exception:
-            log.warning("sweep failed; retrying in %ss", SWEEP_INTERVAL_S, exc_info=True)
+            log.warning("sweep failed; retrying in %ss", interval)

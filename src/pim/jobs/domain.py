@@ -33,6 +33,7 @@ class Job(BaseAggregate[str]):
         finished_at: datetime | None
         result: dict[str, Any] | None
         error: str | None
+        item_ids: list[str] | None
 
     class Event(CatalogEvent):
         pass
@@ -59,6 +60,7 @@ class Job(BaseAggregate[str]):
             aggregate.started_at = aggregate.finished_at = None
             aggregate.result = None
             aggregate.error = None
+            aggregate.item_ids = None
 
     class Started(Event):
         total_items: int
@@ -70,8 +72,7 @@ class Job(BaseAggregate[str]):
             aggregate.status = "PROCESSING"
             aggregate.total_items = self.total_items
             aggregate.started_at = self.timestamp
-            if self.item_ids is not None:
-                aggregate.payload = {**aggregate.payload, "_item_ids": self.item_ids}
+            aggregate.item_ids = self.item_ids
 
     class Progressed(Event):
         processed: int

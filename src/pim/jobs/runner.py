@@ -157,7 +157,7 @@ class JobRunner:
                 assert isinstance(payload, BulkImportPayload)
                 job.start(actor, len(payload.products))
             self._save_job(job)
-        ids = job.payload.get("_item_ids") or []
+        ids = job.item_ids or []
         if isinstance(payload, BulkUpdatePayload):
             work = bulk.update_items(actor, payload, ids)
         elif isinstance(payload, BulkDeletePayload):

@@ -1,0 +1,154 @@
+"""Jobs survive what production throws at them: Redis down when a job is accepted, and a
+worker killed with SIGKILL in the middle of a bulk job (every item applied exactly once)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.conftest import JWT_SECRET, PIM, Service, Tenant, start_service
+
+
+def wait_for_job(
+    tenant: Tenant, job_id: str, *, timeout: float = 120, until: Any = None
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job: dict[str, Any] = tenant.get(f"/bulk-jobs/{job_id}").json()
+        if until(job) if until else job["status"] in ("COMPLETED", "FAILED"):
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} did not get there in {timeout}s: {job}")
+
+
+def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    out = log.open("ab")
+    return subprocess.Popen(
+        [PIM, "worker", "--threads", "2"], env={**os.environ, **env}, stdout=out, stderr=out
+    )
+
+
+@pytest.fixture
+def split_env(make_database: Any, redis_url: str, tmp_path: Path) -> dict[str, str]:
+    """An API and a worker in separate processes, on a database of their own."""
+    return {
+        "PIM_DATABASE_URL": make_database(),
+        "PIM_REDIS_URL": redis_url,
+        "PIM_JWT_SECRET": JWT_SECRET,
+        "PIM_DATA_DIR": str(tmp_path / "data"),
+        "PIM_LOG_LEVEL": "warning",
+        "PIM_SWEEP_INTERVAL": "1",
+    }
+
+
+@pytest.mark.slow
+def test_a_job_accepted_while_redis_is_down_runs_once_redis_is_back(
+    split_env: dict[str, str], tmp_path: Path
+) -> None:
+    down = {**split_env, "PIM_REDIS_URL": "redis://127.0.0.1:1/0"}  # nothing listens there
+    api: Service = start_service(down, tmp_path / "api.log", command="api")
+    try:
+        tenant = Tenant(api.base_url)
+        tenant.create_product(title="Waiting")
+        response = tenant.post("/export", json={"format": "csv"})
+        assert response.status_code == 202, response.text
+        job_id = response.json()["id"]
+        assert tenant.get(f"/bulk-jobs/{job_id}").json()["status"] == "PENDING"
+        # Redis comes back: a worker starts and the job's creation event is dispatched.
+        worker = start_worker(split_env, tmp_path / "worker.log")
+        try:
+            job = wait_for_job(tenant, job_id, timeout=60)
+        finally:
+            worker.terminate()
+            worker.wait(timeout=30)
+        assert job["status"] == "COMPLETED", job
+        csv_text = tenant.get(f"/bulk-jobs/{job_id}/result").text
+        assert "Waiting" in csv_text
+    finally:
+        api.stop()
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_job_resumes_and_applies_every_item_exactly_once(
+    split_env: dict[str, str], tmp_path: Path
+) -> None:
+    items = 2_000
+    env = {**split_env, "PIM_JOB_BATCH_SIZE": "50"}
+    api = start_service(env, tmp_path / "api.log", command="api")
+    worker = start_worker(env, tmp_path / "worker1.log")
+    try:
+        tenant = Tenant(api.base_url)
+        # Seed the catalog with one import job: 2,000 products, each with a priced variant.
+        products = [
+            {
+                "title": f"Item {i}",
+                "variants": [{"sku": f"CRASH-{i}", "price": "10.00", "currency": "USD"}],
+            }
+            for i in range(items)
+        ]
+        seeded = tenant.post(
+            "/bulk-jobs", json={"type": "BULK_IMPORT", "payload": {"products": products}}
+        )
+        assert seeded.status_code == 202, seeded.text
+        imported = wait_for_job(tenant, seeded.json()["id"], timeout=300)
+        assert imported["succeeded_items"] == items, imported
+
+        # A non-idempotent change: applied twice, a price would be 12.10, not 11.00.
+        update = tenant.post(
+            "/bulk-jobs",
+            json={
+                "type": "BULK_UPDATE",
+                "payload": {"filter": {}, "price": {"op": "multiply", "value": "1.10"}},
+            },
+        )
+        job_id = update.json()["id"]
+        wait_for_job(
+            tenant, job_id, timeout=120, until=lambda j: 0 < j["processed_items"] < items / 2
+        )
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=30)
+        stalled = tenant.get(f"/bulk-jobs/{job_id}").json()
+        assert stalled["status"] == "PROCESSING" and stalled["processed_items"] < items
+
+        worker = start_worker(env, tmp_path / "worker2.log")
+        job = wait_for_job(tenant, job_id, timeout=300)
+        assert job["status"] == "COMPLETED", job
+        assert job["processed_items"] == job["succeeded_items"] == items
+        assert job["failed_items"] == 0
+
+        # Every variant was multiplied exactly once (read model; equal to the log, below).
+        with psycopg.connect(env["PIM_DATABASE_URL"]) as conn:
+            prices = dict(
+                conn.execute(
+                    "SELECT doc->>'price', count(*) FROM entities_view WHERE tenant_id = %s"
+                    " AND entity_type = 'variant' GROUP BY 1",
+                    (tenant.tenant_id,),
+                ).fetchall()
+            )
+        assert prices == {"11.00": items}
+        assert tenant.get("/stats").json()["total_products"] == items
+        results = tenant.get(f"/bulk-jobs/{job_id}/result").text.splitlines()
+        assert len(results) == items  # one result per item, none repeated
+
+        # The read models equal a rebuild from the log.
+        for name in ("products", "entities", "validation", "stats"):
+            verify = subprocess.run(
+                [PIM, "projections", "verify", name, "--quiet"],
+                env={**os.environ, **env},
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            assert verify.returncode == 0, verify.stdout + verify.stderr
+    finally:
+        if worker.poll() is None:
+            worker.terminate()
+            worker.wait(timeout=30)
+        api.stop()
