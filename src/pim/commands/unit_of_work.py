@@ -30,6 +30,22 @@ class UnitOfWork:
             self._loaded[full_id] = self.store.find(full_id)
         return self._loaded[full_id]
 
+    def prefetch(self, full_ids: list[str]) -> None:
+        """Load many aggregates in one query, so a batch does not pay a round trip each."""
+        wanted = [i for i in dict.fromkeys(full_ids) if i not in self._loaded]
+        found = self.store.load_many(wanted)
+        for full_id in wanted:
+            self._loaded[full_id] = found.get(full_id)
+
+    def entity_key(self, entity_id: str) -> str:
+        return aggregate_id(self.actor.tenant_id, entity_id)
+
+    def children_key(self, parent_id: str) -> str:
+        return children_id(self.actor.tenant_id, parent_id)
+
+    def unique_key(self, kind: str, value: str) -> str:
+        return unique_key_id(self.actor.tenant_id, kind, value)
+
     def find(self, cls: type[TEntity], entity_id: str) -> TEntity | None:
         """The tenant's live entity of this type, or None."""
         aggregate = self._get(aggregate_id(self.actor.tenant_id, entity_id))

@@ -70,12 +70,35 @@ def new_price(change: PriceChange, variant: Variant) -> tuple[str | None, str | 
     return str(amount), currency
 
 
+PrefetchFn = Callable[[UnitOfWork, int, Sequence[Any]], None]
+
+
+def _no_prefetch(uow: UnitOfWork, start: int, items: Sequence[Any]) -> None:
+    return None
+
+
 @dataclass
 class BulkItems:
-    """What one job works through: a kind of change, its items, and how to apply one."""
+    """What one job works through: a kind of change, its items, how to apply one, and what
+    to load in bulk before a batch (one query instead of one per aggregate)."""
 
     items: Sequence[Any]
     apply: ItemFn
+    prefetch: PrefetchFn = _no_prefetch
+
+
+def prefetch_products(uow: UnitOfWork, product_ids: Sequence[str], *, variants: bool) -> None:
+    """Products and their children lists, then (optionally) their variants."""
+    uow.prefetch(
+        [uow.entity_key(p) for p in product_ids] + [uow.children_key(p) for p in product_ids]
+    )
+    if variants:
+        variant_ids: list[str] = []
+        for product_id in product_ids:
+            children = uow.find_children(product_id)
+            if children is not None:
+                variant_ids += children.of_type("variant")
+        uow.prefetch([uow.entity_key(v) for v in variant_ids])
 
 
 def update_items(actor: Actor, payload: BulkUpdatePayload, ids: Sequence[str]) -> BulkItems:
@@ -105,7 +128,10 @@ def update_items(actor: Actor, payload: BulkUpdatePayload, ids: Sequence[str]) -
                     )
         return product_id
 
-    return BulkItems(ids, apply)
+    def prefetch(uow: UnitOfWork, start: int, batch: Sequence[Any]) -> None:
+        prefetch_products(uow, [str(i) for i in batch], variants=payload.price is not None)
+
+    return BulkItems(ids, apply, prefetch)
 
 
 def delete_items(actor: Actor, ids: Sequence[str]) -> BulkItems:
@@ -113,7 +139,10 @@ def delete_items(actor: Actor, ids: Sequence[str]) -> BulkItems:
         delete_in(uow, DeleteEntity(actor, "product", product_id))
         return product_id
 
-    return BulkItems(ids, apply)
+    def prefetch(uow: UnitOfWork, start: int, batch: Sequence[Any]) -> None:
+        prefetch_products(uow, [str(i) for i in batch], variants=True)
+
+    return BulkItems(ids, apply, prefetch)
 
 
 def import_items(actor: Actor, job_id: str, payload: BulkImportPayload) -> BulkItems:
@@ -134,7 +163,28 @@ def import_items(actor: Actor, job_id: str, payload: BulkImportPayload) -> BulkI
         )
         return product_id
 
-    return BulkItems(payload.products, apply)
+    def prefetch(uow: UnitOfWork, start: int, batch: Sequence[Any]) -> None:
+        """The unique values and references the new products will check."""
+        keys: list[str] = []
+        for offset, item in enumerate(batch):
+            keys.append(uow.children_key(str(uuid.uuid5(namespace, str(start + offset)))))
+            if not isinstance(item, dict):
+                continue
+            for variant in item.get("variants") or []:
+                if isinstance(variant, dict) and isinstance(variant.get("sku"), str):
+                    keys.append(uow.unique_key("sku", variant["sku"]))
+            if isinstance(item.get("category"), str):
+                keys.append(uow.unique_key("category-slug", item["category"]))
+            for key in (
+                item.get("attributes") or {} if isinstance(item.get("attributes"), dict) else {}
+            ):
+                keys.append(uow.unique_key("attribute-key", str(key)))
+            for ref in ("brand_id", "template_id"):
+                if isinstance(item.get(ref), str):
+                    keys.append(uow.entity_key(item[ref]))
+        uow.prefetch(keys)
+
+    return BulkItems(payload.products, apply, prefetch)
 
 
 def load_progress(store: CatalogStore, actor: Actor, job_id: str) -> JobProgress:
@@ -163,6 +213,7 @@ def apply_batch(
         if progress.next_index >= end:
             return None, progress  # already applied (a redelivered message)
         uow = UnitOfWork(store, actor)
+        work.prefetch(uow, start, work.items[start:end])
         results: list[dict[str, Any]] = []
         failed_now = False
         for index in range(start, end):

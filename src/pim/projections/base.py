@@ -51,6 +51,12 @@ class Projection(ABC):
             self._topics = {get_topic(cls) for cls in self.handlers}
         return self._topics
 
+    def begin(self) -> None:  # noqa: B027 - optional hook
+        """A batch starts: forget anything deferred by a batch that did not commit."""
+
+    def flush(self, cur: Cursor[Any]) -> None:  # noqa: B027 - optional hook
+        """A batch ends (same transaction): write what was deferred, set-based."""
+
     def apply(self, cur: Cursor[Any], event: Any, position: int) -> None:
         handler = self.handlers.get(type(event))
         if handler is not None:

@@ -98,13 +98,31 @@ class ProductsView(Projection):
             (event.tenant_id, entity_id_of(event.originator_id)),
         )
 
+    def __init__(self, table_suffix: str = "") -> None:
+        super().__init__(table_suffix)
+        self._counts: dict[tuple[str, str], int] = {}
+
+    def begin(self) -> None:
+        self._counts = {}
+
     def _count_variant(self, cur: Cursor[Any], tenant_id: str, product_id: str, delta: int) -> None:
         # variant_count is derived: it changes neither the product's version nor updated_at.
+        # Deferred to the end of the batch: one statement for all products touched.
+        key = (tenant_id, product_id)
+        self._counts[key] = self._counts.get(key, 0) + delta
+
+    def flush(self, cur: Cursor[Any]) -> None:
+        counts = {k: d for k, d in self._counts.items() if d}
+        self._counts = {}
+        if not counts:
+            return
         cur.execute(
             sql.SQL(
-                "UPDATE {} SET variant_count = variant_count + %s WHERE tenant_id = %s AND id = %s"
-            ).format(sql.Identifier(self.table("products_view"))),
-            (delta, tenant_id, product_id),
+                "UPDATE {t} AS p SET variant_count = p.variant_count + d.delta"
+                " FROM unnest(%s::uuid[], %s::uuid[], %s::int[]) AS d(tenant_id, id, delta)"
+                " WHERE p.tenant_id = d.tenant_id AND p.id = d.id"
+            ).format(t=sql.Identifier(self.table("products_view"))),
+            ([k[0] for k in counts], [k[1] for k in counts], list(counts.values())),
         )
 
     def on_variant_created(self, cur: Cursor[Any], event: Variant.Created, position: int) -> None:

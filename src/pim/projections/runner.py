@@ -154,6 +154,8 @@ class Projector:
         )
         params: list[Any] = [start, *([stop] if stop is not None else []), self.batch_size]
         rows = conn.execute(query, params).fetchall()
+        for projection in self.projections:
+            projection.begin()
         with conn.cursor() as cur:
             for notification_id, originator_id, version, topic, state in rows:
                 if topic not in self._wanted_topics:
@@ -162,6 +164,8 @@ class Projector:
                 for projection in self.projections:
                     if positions[projection.tracking_name] < notification_id:
                         projection.apply(cur, event, notification_id)
+            for projection in self.projections:
+                projection.flush(cur)
         reached = int(rows[-1][0]) if rows else start
         if rows or any(pos != reached for pos in positions.values()):
             conn.execute(

@@ -38,7 +38,34 @@ class StatsView(Projection):
             f" (tenant_id uuid PRIMARY KEY, {columns})"
         ]
 
+    def __init__(self, table_suffix: str = "") -> None:
+        super().__init__(table_suffix)
+        self._pending: dict[str, dict[str, int]] = {}
+
+    def begin(self) -> None:
+        self._pending = {}
+
     def _add(self, cur: Cursor[Any], tenant_id: str, deltas: dict[str, int]) -> None:
+        """Deferred to the end of the batch: one upsert per tenant, not one per event."""
+        pending = self._pending.setdefault(tenant_id, {})
+        for column, delta in deltas.items():
+            pending[column] = pending.get(column, 0) + delta
+
+    def flush(self, cur: Cursor[Any]) -> None:
+        for tenant_id, deltas in self._pending.items():
+            self._write(cur, tenant_id, deltas)
+        if self._pending:
+            # All-zero counters are no row: the table must not depend on batch boundaries.
+            zero = " AND ".join(f"{c} = 0" for c in [*COUNTERS.values(), *STATUS_COLUMNS.values()])
+            cur.execute(
+                sql.SQL("DELETE FROM {} WHERE tenant_id = ANY(%s) AND {}").format(
+                    sql.Identifier(self.table("stats_view")), sql.SQL(zero)
+                ),
+                (list(self._pending),),
+            )
+        self._pending = {}
+
+    def _write(self, cur: Cursor[Any], tenant_id: str, deltas: dict[str, int]) -> None:
         deltas = {c: d for c, d in deltas.items() if d}
         if not deltas:
             return

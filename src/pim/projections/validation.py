@@ -33,6 +33,7 @@ SEVERITY = {
     "MISSING_PRICE": "WARNING",
     "NO_VARIANTS": "WARNING",
 }
+NO_VARIANTS_MESSAGE = "This product has no variants, so it cannot be sold."
 PRODUCT_CODES = ("NO_VARIANTS", "UNKNOWN_CATEGORY", "MISSING_REQUIRED_ATTRIBUTE")
 
 
@@ -124,15 +125,36 @@ class ValidationView(Projection):
 
     # -- counting -------------------------------------------------------------------------
 
+    def __init__(self, table_suffix: str = "") -> None:
+        super().__init__(table_suffix)
+        self._counts: dict[str, int] = {}
+
+    def begin(self) -> None:
+        self._counts = {}
+
     def _count(self, cur: Cursor[Any], tenant_id: str, delta: int) -> None:
-        if delta:
+        """Issue counter changes, summed per tenant and written once per batch."""
+        self._counts[tenant_id] = self._counts.get(tenant_id, 0) + delta
+
+    def flush(self, cur: Cursor[Any]) -> None:
+        for tenant_id, delta in self._counts.items():
+            if delta:
+                cur.execute(
+                    sql.SQL(
+                        "INSERT INTO {t} (tenant_id, issues) VALUES (%s, %s) ON CONFLICT"
+                        " (tenant_id) DO UPDATE SET issues = {t}.issues + EXCLUDED.issues"
+                    ).format(t=self._t("validation_counts")),
+                    (tenant_id, delta),
+                )
+        if self._counts:
+            # A zero count is no row: the table must not depend on where batches ended.
             cur.execute(
-                sql.SQL(
-                    "INSERT INTO {t} (tenant_id, issues) VALUES (%s, %s) ON CONFLICT"
-                    " (tenant_id) DO UPDATE SET issues = {t}.issues + EXCLUDED.issues"
-                ).format(t=self._t("validation_counts")),
-                (tenant_id, delta),
+                sql.SQL("DELETE FROM {} WHERE tenant_id = ANY(%s) AND issues = 0").format(
+                    self._t("validation_counts")
+                ),
+                (list(self._counts),),
             )
+        self._counts = {}
 
     # -- product-level rules, set-based over a scope of products --------------------------
 
@@ -140,8 +162,7 @@ class ValidationView(Projection):
         """SELECT of (tenant_id, product_id, code, message, attribute_key) for the scope."""
         return sql.SQL(
             """
-            SELECT p.tenant_id, p.id, 'NO_VARIANTS', 'This product has no variants, so it'
-                   || ' cannot be sold.', NULL::text
+            SELECT p.tenant_id, p.id, 'NO_VARIANTS', {no_variants}, NULL::text
               FROM {products} p WHERE {scope} AND p.variant_count = 0
             UNION ALL
             SELECT p.tenant_id, p.id, 'UNKNOWN_CATEGORY', 'Category ''' || p.category
@@ -164,6 +185,7 @@ class ValidationView(Projection):
             templates=self._t("validation_templates"),
             attributes=self._t("validation_attributes"),
             scope=scope,
+            no_variants=sql.Literal(NO_VARIANTS_MESSAGE),
         )
 
     def _reconcile_products(
@@ -233,6 +255,8 @@ class ValidationView(Projection):
         variant_id: str,
         fields: dict[str, Any] | None,
         at: Any,
+        *,
+        fresh: bool = False,
     ) -> None:
         desired = variant_issues(fields) if fields is not None else []
         ids = [issue_id(product_id, variant_id, code, None, message) for code, message in desired]
@@ -248,6 +272,9 @@ class ValidationView(Projection):
                 (tenant_id, iid, product_id, variant_id, code, SEVERITY[code], message, at),
             )
             inserted += cur.rowcount
+        if fresh:  # a new variant has no issues to remove
+            self._count(cur, tenant_id, inserted)
+            return
         cur.execute(
             sql.SQL(
                 "DELETE FROM {} WHERE tenant_id = %s AND variant_id = %s AND NOT id = ANY(%s)"
@@ -316,13 +343,38 @@ class ValidationView(Projection):
         )
 
     def _variant_count(self, cur: Cursor[Any], event: Any, product_id: str, delta: int) -> None:
-        cur.execute(
+        """Only NO_VARIANTS depends on the count, and only when it crosses zero: handled
+        directly (one statement) instead of re-running every product rule."""
+        row = cur.execute(
             sql.SQL(
                 "UPDATE {} SET variant_count = variant_count + %s WHERE tenant_id = %s AND id = %s"
+                " RETURNING variant_count"
             ).format(self._t("validation_products")),
             (delta, event.tenant_id, product_id),
-        )
-        self._reconcile_product(cur, event.tenant_id, product_id, event.timestamp)
+        ).fetchone()
+        if row is None:
+            return  # the product itself is gone (deleted in the same cascade)
+        count = int(row[0])
+        iid = issue_id(product_id, None, "NO_VARIANTS", None, NO_VARIANTS_MESSAGE)
+        if count == 0 and delta < 0:
+            cur.execute(
+                sql.SQL(
+                    "INSERT INTO {} (tenant_id, id, product_id, variant_id, code, severity,"
+                    " message, attribute_key, detected_at) VALUES (%s, %s, %s, NULL,"
+                    " 'NO_VARIANTS', 'WARNING', %s, NULL, %s) ON CONFLICT (tenant_id, id)"
+                    " DO NOTHING"
+                ).format(self._t("validation_issues")),
+                (event.tenant_id, iid, product_id, NO_VARIANTS_MESSAGE, event.timestamp),
+            )
+            self._count(cur, event.tenant_id, cur.rowcount)
+        elif count == delta == 1:
+            cur.execute(
+                sql.SQL("DELETE FROM {} WHERE tenant_id = %s AND id = %s").format(
+                    self._t("validation_issues")
+                ),
+                (event.tenant_id, iid),
+            )
+            self._count(cur, event.tenant_id, -cur.rowcount)
 
     def on_variant_created(self, cur: Cursor[Any], event: Variant.Created, pos: int) -> None:
         product_id, variant_id = event.fields["product_id"], entity_id_of(event.originator_id)
@@ -333,7 +385,7 @@ class ValidationView(Projection):
             (event.tenant_id, variant_id, product_id, Jsonb(event.fields)),
         )
         self._reconcile_variant(
-            cur, event.tenant_id, product_id, variant_id, event.fields, event.timestamp
+            cur, event.tenant_id, product_id, variant_id, event.fields, event.timestamp, fresh=True
         )
         self._variant_count(cur, event, product_id, +1)
 
