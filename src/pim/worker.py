@@ -38,7 +38,7 @@ def start_worker(services: Services, *, threads: int = 4) -> WorkerHandle:
     """Start actors, dispatcher and sweeper in this process (background threads)."""
     settings = services.settings
     assert settings.redis_url is not None
-    broker = make_broker(settings.redis_url)
+    broker = make_broker(settings.redis_url, services.database_url)
     holder: dict[str, Actors] = {}
 
     def notify(tenant_id: str, event_type: str, data: dict[str, Any]) -> None:

@@ -27,7 +27,7 @@ from pim.api.http import (
 from pim.api.openapi import READ_RESPONSES, WRITE_RESPONSES, body_of
 from pim.api.problems import ApiError
 from pim.domain.errors import FieldError, NotFound, ValidationFailed
-from pim.jobs.domain import JOB_TYPES, Job
+from pim.jobs.domain import BULK_TYPES, Job
 from pim.jobs.payloads import PAYLOAD_TYPES, ExportPayload, check_payload
 from pim.queries.jobs import JobView
 from pim.queries.pages import parse_limit
@@ -43,7 +43,7 @@ class BulkJobInput(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 class ExportInput(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     format: str = "csv"
     scope: str = "products"
-    filters: dict[str, str] | None = None
+    filters: dict[str, Any] | None = None
 
 
 def _typed_payload(job_type: str, payload: dict[str, Any], field: str) -> msgspec.Struct:
@@ -51,7 +51,10 @@ def _typed_payload(job_type: str, payload: dict[str, Any], field: str) -> msgspe
         typed = msgspec.convert(payload, PAYLOAD_TYPES[job_type], strict=True)
     except msgspec.ValidationError as exc:
         error = field_error_from_msgspec(str(exc))
-        name = f"{field}.{error.field}" if error.field != "body" else field
+        if not field:
+            name = error.field
+        else:
+            name = f"{field}.{error.field}" if error.field != "body" else field
         raise ValidationFailed([FieldError(name, error.code, error.message)]) from None
     check_payload(job_type, typed)
     return typed
@@ -93,7 +96,7 @@ class JobsController(Controller):
             await request.body(), request.headers.get("content-type"), ExportInput, required=False
         )
         payload = msgspec.to_builtins(data) if data is not None else {}
-        typed = _typed_payload("EXPORT", payload, "body")
+        typed = _typed_payload("EXPORT", payload, "")
         assert isinstance(typed, ExportPayload)
         return await _accept(request, "EXPORT", msgspec.to_builtins(typed), False)
 
@@ -111,9 +114,16 @@ class JobsController(Controller):
         job_type = data.type or data.job_type
         if job_type is None:
             raise ValidationFailed([FieldError("type", "required", "is required")])
-        if job_type not in JOB_TYPES:
+        if job_type not in BULK_TYPES:
             raise ValidationFailed(
-                [FieldError("type", "invalid_choice", f"must be one of {', '.join(JOB_TYPES)}")]
+                [
+                    FieldError(
+                        "type",
+                        "invalid_choice",
+                        f"must be one of {', '.join(BULK_TYPES)}"
+                        " (exports are started with POST /export)",
+                    )
+                ]
             )
         if data.payload is None:
             raise ValidationFailed([FieldError("payload", "required", "must be an object")])
@@ -151,6 +161,7 @@ class JobsController(Controller):
         responses=READ_RESPONSES,
         summary="Download a finished job's result (export file or per-item NDJSON)",
         operation_id="getBulkJobResult",
+        media_type="application/x-ndjson",  # the export branch sets its own type
     )
     async def result(self, request: AnyRequest, job_id: str) -> Any:
         tenant_id = context_of(request).tenant_id
@@ -171,7 +182,9 @@ class JobsController(Controller):
             path = Path(result["path"])
             if not await anyio.Path(path).exists():
                 raise ApiError(410, "the export file is no longer available", slug="gone")
-            return File(path=path, filename=result["filename"], media_type=result["content_type"])
+            # File adds "; charset=utf-8" to text types itself.
+            media_type = result["content_type"].split(";")[0].strip()
+            return File(path=path, filename=result["filename"], media_type=media_type)
 
         async def lines() -> AsyncIterator[bytes]:
             async for line in reads_of(request).jobs.item_results(tenant_id, jid):

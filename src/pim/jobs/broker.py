@@ -4,6 +4,7 @@ Actors take ids, never objects, and are idempotent: dramatiq delivers at least o
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,10 +21,13 @@ WEBHOOK_MIN_BACKOFF_MS = 1_000
 WEBHOOK_MAX_BACKOFF_MS = 600_000
 
 
-def make_broker(redis_url: str) -> RedisBroker:
+def make_broker(redis_url: str, database_url: str) -> RedisBroker:
+    # One namespace per catalog database: services of different databases may share a Redis
+    # without ever taking each other's messages.
+    namespace = "pim-" + hashlib.sha256(database_url.encode()).hexdigest()[:12]
     broker = RedisBroker(  # type: ignore[no-untyped-call]
         url=redis_url,
-        namespace="pim",
+        namespace=namespace,
         middleware=[AgeLimit(), ShutdownNotifications(), Callbacks(), Pipelines(), Retries()],
     )
     dramatiq.set_broker(broker)

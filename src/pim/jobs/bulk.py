@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 import msgspec
@@ -17,7 +17,7 @@ from pim.commands.handlers import create_in, delete_in, update_in
 from pim.commands.messages import CreateEntity, DeleteEntity, UpdateEntity
 from pim.commands.unit_of_work import UnitOfWork
 from pim.domain.context import Actor
-from pim.domain.errors import Conflict, DomainError, NotFound, ValidationFailed
+from pim.domain.errors import Conflict, DomainError, FieldError, NotFound, ValidationFailed
 from pim.domain.money import minor_units
 from pim.domain.product import Product
 from pim.domain.variant import Variant
@@ -66,7 +66,12 @@ def new_price(change: PriceChange, variant: Variant) -> tuple[str | None, str | 
         amount = Decimal(current) * change.value
     exponent = minor_units(str(currency)) if currency else None
     if exponent is not None:
-        amount = amount.quantize(Decimal(1).scaleb(-exponent), rounding=ROUND_HALF_UP)
+        try:
+            amount = amount.quantize(Decimal(1).scaleb(-exponent), rounding=ROUND_HALF_UP)
+        except InvalidOperation:
+            raise ValidationFailed(
+                [FieldError("price", "out_of_range", "the new price is out of range")]
+            ) from None
     return str(amount), currency
 
 

@@ -12,7 +12,8 @@ from pim.domain.context import Actor
 from pim.domain.entity import CatalogEvent
 from pim.domain.ids import aggregate_id, entity_id_of
 
-JOB_TYPES = ("BULK_UPDATE", "BULK_DELETE", "BULK_IMPORT", "EXPORT")
+BULK_TYPES = ("BULK_UPDATE", "BULK_DELETE", "BULK_IMPORT")
+JOB_TYPES = (*BULK_TYPES, "EXPORT")
 JOB_STATUSES = ("PENDING", "PROCESSING", "COMPLETED", "FAILED")
 
 
@@ -92,6 +93,7 @@ class Job(BaseAggregate[str]):
 
         def apply(self, aggregate: Any) -> None:
             aggregate.status = "COMPLETED"
+            aggregate.total_items = max(aggregate.total_items, self.processed)
             aggregate.processed_items = self.processed
             aggregate.succeeded_items = self.succeeded
             aggregate.failed_items = self.failed

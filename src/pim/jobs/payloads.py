@@ -34,7 +34,7 @@ class BulkSet(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 class Selection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     product_ids: list[UUID] | None = None
-    filter: dict[str, str] | None = None
+    filter: dict[str, Any] | None = None
 
 
 class BulkUpdatePayload(Selection, forbid_unknown_fields=True, kw_only=True):
@@ -56,7 +56,7 @@ class BulkImportPayload(msgspec.Struct, forbid_unknown_fields=True, kw_only=True
 class ExportPayload(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     format: Literal["csv", "ndjson", "xlsx"] = "csv"
     scope: Literal["products", "variants"] = "products"
-    filters: dict[str, str] | None = None
+    filters: dict[str, Any] | None = None
 
 
 PAYLOAD_TYPES: dict[str, type[msgspec.Struct]] = {
@@ -67,9 +67,31 @@ PAYLOAD_TYPES: dict[str, type[msgspec.Struct]] = {
 }
 
 
-def parse_filters(filters: dict[str, str] | None, field: str) -> ProductFilters | None:
+FILTER_NAMES = frozenset(ProductFilters.__struct_fields__)
+PRICE_LIMIT = Decimal("1000000000000")
+
+
+def parse_filters(filters: dict[str, Any] | None, field: str) -> ProductFilters | None:
+    """Product filters in a job body. Unlike a list's query string, an unknown name is an
+    error here: a typo must not widen a bulk delete to the whole catalog."""
     if filters is None:
         return None
+    errors = [
+        FieldError(
+            f"{field}.{name}",
+            "unknown_filter",
+            f"is not a filter; use {', '.join(sorted(FILTER_NAMES))}",
+        )
+        for name in filters
+        if name not in FILTER_NAMES
+    ]
+    errors += [
+        FieldError(f"{field}.{name}", "invalid_type", "must be a string")
+        for name, value in filters.items()
+        if name in FILTER_NAMES and not isinstance(value, str)
+    ]
+    if errors:
+        raise ValidationFailed(errors)
     try:
         return ProductFilters.parse(filters)
     except InvalidQuery as exc:
@@ -89,11 +111,21 @@ def check_payload(job_type: str, payload: msgspec.Struct) -> None:
         if payload.product_ids is not None and len(payload.product_ids) > MAX_ITEMS:
             errors.append(FieldError("payload.product_ids", "too_long", f"at most {MAX_ITEMS} ids"))
         parse_filters(payload.filter, "payload.filter")
+    if isinstance(payload, BulkUpdatePayload) and payload.price is not None:
+        value = payload.price.value
+        if not value.is_finite() or abs(value) > PRICE_LIMIT:
+            errors.append(
+                FieldError(
+                    "payload.price.value",
+                    "out_of_range",
+                    f"must be a finite number of at most {PRICE_LIMIT}",
+                )
+            )
     if isinstance(payload, BulkUpdatePayload) and payload.set is None and payload.price is None:
         errors.append(FieldError("payload.set", "required", "give set and/or price"))
     if isinstance(payload, BulkImportPayload) and len(payload.products) > MAX_ITEMS:
         errors.append(FieldError("payload.products", "too_long", f"at most {MAX_ITEMS} items"))
     if isinstance(payload, ExportPayload):
-        parse_filters(payload.filters, "payload.filters")
+        parse_filters(payload.filters, "filters")
     if errors:
         raise ValidationFailed(errors)

@@ -98,6 +98,14 @@ class JobsView(Projection):
             finished_at=event.timestamp,
             result=Jsonb(event.result),
         )
+        # An export learns its size only as it writes.
+        cur.execute(
+            sql.SQL(
+                "UPDATE {} SET total_items = GREATEST(total_items, processed_items)"
+                " WHERE tenant_id = %s AND id = %s"
+            ).format(sql.Identifier(self.table("jobs_view"))),
+            (event.tenant_id, entity_id_of(event.originator_id)),
+        )
 
     def on_failed(self, cur: Cursor[Any], event: Job.Failed, position: int) -> None:
         self._update(cur, event, status="FAILED", finished_at=event.timestamp, error=event.reason)
