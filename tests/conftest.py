@@ -140,6 +140,8 @@ def service_env(
         "PIM_DATA_DIR": str(tmp_path_factory.mktemp("data")),
         "PIM_LOG_LEVEL": "warning",
         "PIM_WEBHOOK_ALLOW_PRIVATE": "true",
+        # Access logging on, so the "tokens never appear in logs" test has lines to search.
+        "PIM_ACCESS_LOG": "1",
     }
 
 

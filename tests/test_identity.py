@@ -8,6 +8,7 @@ import hmac
 import json
 import time
 import uuid
+from typing import Any
 
 import httpx
 import jwt
@@ -205,3 +206,16 @@ def test_issuer_and_audience_are_checked_when_configured() -> None:
     ):
         with pytest.raises(InvalidToken):
             verifier.verify(jwt.encode(claims, "s" * 32, algorithm="HS256"))
+
+
+def test_tokens_and_secrets_never_appear_in_the_service_log(tenant: Tenant, service: Any) -> None:
+    token = tenant.token()
+    tenant.get("/products", headers={"Authorization": f"Bearer {token}"})
+    tenant.get("/products", headers={"Authorization": "Bearer not-a-valid-token.x.y"})
+    tenant.post(
+        "/products", json={"title": "logged?"}, headers={"Authorization": f"Bearer {token}"}
+    )
+    log = service.log()
+    assert "/api/v1/pim/products" in log  # the access log is on, so requests are logged
+    for secret in (token, token.split(".")[2], "not-a-valid-token", JWT_SECRET):
+        assert secret not in log

@@ -41,15 +41,19 @@ class _Server(uvicorn.Server):
 
 
 def _uvicorn_config(app: Any, settings: Settings, **extra: Any) -> uvicorn.Config:
-    return uvicorn.Config(
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
-        log_level=os.environ.get("PIM_LOG_LEVEL", "info").lower(),
-        access_log=os.environ.get("PIM_ACCESS_LOG", "") == "1",
+        log_level=settings.log_level,
+        access_log=settings.access_log,
         lifespan="on",
         **extra,
     )
+    if settings.access_log:
+        # Requests are logged whatever the level of other logs (paths only: no headers).
+        logging.getLogger("uvicorn.access").setLevel(logging.INFO)
+    return config
 
 
 def serve(settings: Settings, *, whole_service: bool = True) -> None:

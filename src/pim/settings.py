@@ -27,6 +27,8 @@ class Settings:
     read_your_writes_timeout_s: float
     projection_batch_size: int
     job_batch_size: int
+    log_level: str
+    access_log: bool
     sweep_interval_s: float
 
     @classmethod
@@ -52,5 +54,7 @@ class Settings:
             read_your_writes_timeout_s=float(get("PIM_READ_YOUR_WRITES_TIMEOUT") or "2.0"),
             projection_batch_size=int(get("PIM_PROJECTION_BATCH_SIZE") or "1000"),
             job_batch_size=int(get("PIM_JOB_BATCH_SIZE") or "500"),
+            log_level=(get("PIM_LOG_LEVEL") or "info").lower(),
+            access_log=_flag(get("PIM_ACCESS_LOG")),
             sweep_interval_s=float(get("PIM_SWEEP_INTERVAL") or "15"),
         )
