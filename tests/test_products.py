@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import datetime
+from typing import Any
 
 import httpx
 import pytest
@@ -278,3 +279,37 @@ def test_attributes_keep_their_json_types(tenant: Tenant) -> None:
         "eco": True,
         "color": "red",
     }
+
+
+def test_list_items_are_byte_for_byte_what_a_get_returns(tenant: Tenant, service: Any) -> None:
+    tenant.attribute("ratio", "NUMBER")
+    product = tenant.create_product(title='Ünïcode "quoted"', attributes={"ratio": 0.1})
+    variant = tenant.create(
+        f"/products/{product['id']}/variants",
+        sku="EQ-1",
+        price="1.5",
+        currency="EUR",
+        option_values={"size": "M"},
+    )
+    assert tenant.get("/products").json() == [tenant.get(f"/products/{product['id']}").json()]
+    listed = tenant.get(f"/products/{product['id']}/variants").json()
+    assert listed == [tenant.get(f"/products/{product['id']}/variants/{variant['id']}").json()]
+
+
+def test_timestamps_render_like_the_api_encoder_even_on_whole_seconds(service: Any) -> None:
+    import msgspec
+    import psycopg
+
+    from pim.queries.pages import rfc3339_sql
+
+    for literal in (
+        "2026-01-02 03:04:05+00",
+        "2026-01-02 03:04:05.000001+00",
+        "2026-01-02 05:04:05.123400+02",
+    ):
+        with psycopg.connect(service.database_url) as conn:
+            moment, text = conn.execute(
+                f"SELECT t, {rfc3339_sql('t')} FROM (SELECT %s::timestamptz AS t) s",
+                (literal,),
+            ).fetchone()
+        assert text == msgspec.json.encode(moment).decode().strip('"')

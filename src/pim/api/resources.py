@@ -116,7 +116,7 @@ class ResourceEndpoints:
         pid = await self._check_parent(request, product_id)
         ctx = context_of(request)
         params = query_params(request)
-        items, cursor = (
+        page, cursor = (
             await reads_of(request)
             .resources[self.r.entity_type]
             .list(
@@ -127,7 +127,8 @@ class ResourceEndpoints:
                 product_id=pid,
             )
         )
-        return Response(items, headers=next_link(request, cursor))
+        # The page arrives as JSON bytes rendered by PostgreSQL; sent as they are.
+        return Response(page, media_type="application/json", headers=next_link(request, cursor))
 
     async def create(self, request: AnyRequest, product_id: str | None) -> Response[Any]:
         ctx, services = context_of(request), services_of(request)

@@ -11,7 +11,23 @@ import msgspec
 from psycopg import AsyncConnection, sql
 from psycopg_pool import AsyncConnectionPool
 
-from pim.queries.pages import CreatedKey, InvalidQuery, decode_cursor, encode_cursor
+from pim.queries.pages import (
+    CreatedKey,
+    InvalidQuery,
+    decode_cursor,
+    encode_cursor,
+    json_array,
+    rfc3339_sql,
+)
+
+# One item as JSON text: its fields plus the resource metadata.
+ENTITY_JSON = sql.SQL(
+    "(doc || jsonb_build_object('id', id, 'version', version, 'created_at', "
+    + rfc3339_sql("created_at")
+    + ", 'updated_at', "
+    + rfc3339_sql("updated_at")
+    + "))::text"
+)
 
 # A list filter: parses one query parameter into a SQL condition and its parameter.
 Filter = Callable[[str], tuple[sql.Composable, Any]]
@@ -77,7 +93,7 @@ class EntityQueries:
         cursor: str | None,
         params: Mapping[str, str],
         product_id: str | None = None,
-    ) -> tuple[list[Any], str | None]:
+    ) -> tuple[bytes, str | None]:
         where: list[sql.Composable] = [sql.SQL("tenant_id = %s"), sql.SQL("entity_type = %s")]
         args: list[Any] = [tenant_id, self.entity_type]
         if product_id is not None:
@@ -102,23 +118,23 @@ class EntityQueries:
                 args += [ckey.created_at, ckey.id]
         args.append(limit + 1)
         query = sql.SQL(
-            "SELECT doc, id, version, created_at, updated_at, sort_order FROM {}"
-            " WHERE {} ORDER BY {} LIMIT %s"
-        ).format(self.table, sql.SQL(" AND ").join(where), order)
+            "SELECT {}, id, created_at, sort_order FROM {} WHERE {} ORDER BY {} LIMIT %s"
+        ).format(ENTITY_JSON, self.table, sql.SQL(" AND ").join(where), order)
         async with self.pool.connection() as conn:
             cur = await conn.execute(query, args, prepare=True)
             rows = await cur.fetchall()
-        items = [self._to_view(r) for r in rows[:limit]]
+        # PostgreSQL renders each item as JSON: no per-row decoding and re-encoding here.
+        page = json_array([r[0].encode() for r in rows[:limit]])
         next_cursor = None
         if len(rows) > limit:
             last = rows[limit - 1]
             key: msgspec.Struct = (
-                SortedKey(last[5], last[3], last[1])
+                SortedKey(last[3], last[2], last[1])
                 if self.by_sort_order
-                else CreatedKey(last[3], last[1])
+                else CreatedKey(last[2], last[1])
             )
             next_cursor = encode_cursor(key)
-        return items, next_cursor
+        return page, next_cursor
 
 
 def column_uuid(parameter: str, column: str) -> Filter:

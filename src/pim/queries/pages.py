@@ -63,3 +63,18 @@ def parse_limit(value: str | None) -> int:
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidQuery("limit", "must be an integer between 1 and 100")
     return limit
+
+
+def rfc3339_sql(column: str) -> str:
+    """SQL rendering a timestamptz exactly as the API's encoder does (UTC, "Z", microseconds
+    only when non-zero), so lists built by PostgreSQL match single reads byte for byte."""
+    utc = f"({column} AT TIME ZONE 'UTC')"
+    return (
+        f"CASE WHEN mod(date_part('microseconds', {column})::bigint, 1000000) = 0"
+        f' THEN to_char({utc}, \'YYYY-MM-DD"T"HH24:MI:SS"Z"\')'
+        f' ELSE to_char({utc}, \'YYYY-MM-DD"T"HH24:MI:SS.US"Z"\') END'
+    )
+
+
+def json_array(items: list[bytes]) -> bytes:
+    return b"[" + b",".join(items) + b"]"

@@ -13,7 +13,14 @@ from psycopg_pool import AsyncConnectionPool
 
 from pim.domain.product import PRODUCT_STATUSES
 from pim.domain.rules import SLUG_PATTERN
-from pim.queries.pages import CreatedKey, InvalidQuery, decode_cursor, encode_cursor
+from pim.queries.pages import (
+    CreatedKey,
+    InvalidQuery,
+    decode_cursor,
+    encode_cursor,
+    json_array,
+    rfc3339_sql,
+)
 
 
 class ProductView(msgspec.Struct, kw_only=True):
@@ -38,6 +45,14 @@ PRODUCT_COLUMNS = sql.SQL(
     " variant_count, version, created_at, updated_at"
 )
 _FIELDS = ProductView.__struct_fields__
+# One product as JSON text, in ProductView's field order and format.
+PRODUCT_JSON = sql.SQL(
+    "json_build_object('id', id, 'title', title, 'description', description,"
+    " 'category', category, 'status', status, 'brand_id', brand_id,"
+    " 'template_id', template_id, 'attributes', attributes, 'variant_count', variant_count,"
+    " 'version', version, 'created_at', " + rfc3339_sql("created_at") + ","
+    " 'updated_at', " + rfc3339_sql("updated_at") + ")::text"
+)
 
 
 def _row_to_view(row: tuple[Any, ...]) -> ProductView:
@@ -126,7 +141,7 @@ class ProductQueries:
         cursor: str | None,
         params: Mapping[str, str],
         product_id: str | None = None,
-    ) -> tuple[list[ProductView], str | None]:
+    ) -> tuple[bytes, str | None]:
         """One page, oldest first; the cursor of the next page when there is more."""
         filters = ProductFilters.parse(params)
         where: list[sql.Composable] = [sql.SQL("tenant_id = %s")]
@@ -147,15 +162,16 @@ class ProductQueries:
             where.append(sql.SQL("updated_at >= %s"))
             args.append(filters.updated_since)
         args.append(limit + 1)
-        query = sql.SQL("SELECT {} FROM {} WHERE {} ORDER BY created_at, id LIMIT %s").format(
-            PRODUCT_COLUMNS, self.table, sql.SQL(" AND ").join(where)
-        )
+        query = sql.SQL(
+            "SELECT created_at, id, {} FROM {} WHERE {} ORDER BY created_at, id LIMIT %s"
+        ).format(PRODUCT_JSON, self.table, sql.SQL(" AND ").join(where))
         async with self.pool.connection() as conn:
             cur = await conn.execute(query, args, prepare=True)
             rows = await cur.fetchall()
-        items = [_row_to_view(r) for r in rows[:limit]]
+        # PostgreSQL renders each product as JSON: no per-column parsing in Python.
+        page = json_array([r[2].encode() for r in rows[:limit]])
         next_cursor = None
         if len(rows) > limit:
-            last = items[-1]
-            next_cursor = encode_cursor(CreatedKey(last.created_at, last.id))
-        return items, next_cursor
+            last = rows[limit - 1]
+            next_cursor = encode_cursor(CreatedKey(last[0], last[1]))
+        return page, next_cursor
