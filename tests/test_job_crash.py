@@ -80,7 +80,7 @@ def test_a_worker_killed_mid_job_resumes_and_applies_every_item_exactly_once(
     split_env: dict[str, str], tmp_path: Path
 ) -> None:
     items = 2_000
-    env = {**split_env, "PIM_JOB_BATCH_SIZE": "50"}
+    env = {**split_env, "PIM_JOB_BATCH_SIZE": "20"}
     api = start_service(env, tmp_path / "api.log", command="api")
     worker = start_worker(env, tmp_path / "worker1.log")
     try:
@@ -110,7 +110,7 @@ def test_a_worker_killed_mid_job_resumes_and_applies_every_item_exactly_once(
         )
         job_id = update.json()["id"]
         wait_for_job(
-            tenant, job_id, timeout=120, until=lambda j: 0 < j["processed_items"] < items / 2
+            tenant, job_id, timeout=120, until=lambda j: 0 < j["processed_items"] < items * 0.8
         )
         worker.send_signal(signal.SIGKILL)
         worker.wait(timeout=30)

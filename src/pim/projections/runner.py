@@ -156,7 +156,9 @@ class Projector:
         rows = conn.execute(query, params).fetchall()
         for projection in self.projections:
             projection.begin()
-        with conn.cursor() as cur:
+        # Pipeline mode: the many small writes go out without waiting for each answer; the few
+        # reads (in flush) wait only for what they need.
+        with conn.pipeline(), conn.cursor() as cur:
             for notification_id, originator_id, version, topic, state in rows:
                 if topic not in self._wanted_topics:
                     continue

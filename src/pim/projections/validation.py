@@ -123,48 +123,222 @@ class ValidationView(Projection):
     def _t(self, base: str) -> sql.Identifier:
         return sql.Identifier(self.table(base))
 
-    # -- counting -------------------------------------------------------------------------
+    # -- batching ---------------------------------------------------------------------------
+    #
+    # Per event, only statements whose results are not needed are sent (the runner pipelines
+    # them). What needs reading (variants' rules over their full fields, the NO_VARIANTS
+    # count, the issue counters) is replayed once per batch in flush(), event by event, so
+    # the outcome (and every detected_at) is exactly what event-at-a-time processing gives,
+    # wherever batches happen to end.
 
     def __init__(self, table_suffix: str = "") -> None:
         super().__init__(table_suffix)
-        self._counts: dict[str, int] = {}
+        self.begin()
 
     def begin(self) -> None:
-        self._counts = {}
+        self._dirty_tenants: set[str] = set()
+        # (tenant, variant) -> [(product_id, fields | changes | None, is_full_state, ts)]
+        self._variant_steps: dict[tuple[str, str], list[tuple[str, Any, bool, Any]]] = {}
+        # (tenant, product) -> [(delta, ts)]; delta None = product created (count 0)
+        self._count_steps: dict[tuple[str, str], list[tuple[int | None, Any]]] = {}
 
-    def _count(self, cur: Cursor[Any], tenant_id: str, delta: int) -> None:
-        """Issue counter changes, summed per tenant and written once per batch."""
-        self._counts[tenant_id] = self._counts.get(tenant_id, 0) + delta
+    def _count(self, cur: Cursor[Any], tenant_id: str) -> None:
+        """This tenant's issue counter is recomputed at the end of the batch."""
+        self._dirty_tenants.add(tenant_id)
 
     def flush(self, cur: Cursor[Any]) -> None:
-        for tenant_id, delta in self._counts.items():
-            if delta:
-                cur.execute(
-                    sql.SQL(
-                        "INSERT INTO {t} (tenant_id, issues) VALUES (%s, %s) ON CONFLICT"
-                        " (tenant_id) DO UPDATE SET issues = {t}.issues + EXCLUDED.issues"
-                    ).format(t=self._t("validation_counts")),
-                    (tenant_id, delta),
-                )
-        if self._counts:
-            # A zero count is no row: the table must not depend on where batches ended.
-            cur.execute(
-                sql.SQL("DELETE FROM {} WHERE tenant_id = ANY(%s) AND issues = 0").format(
-                    self._t("validation_counts")
-                ),
-                (list(self._counts),),
+        self._flush_variants(cur)
+        self._flush_variant_counts(cur)
+        self._flush_counts(cur)
+        self.begin()
+
+    def _flush_counts(self, cur: Cursor[Any]) -> None:
+        if not self._dirty_tenants:
+            return
+        tenants = sorted(self._dirty_tenants)
+        cur.execute(
+            sql.SQL(
+                "INSERT INTO {counts} (tenant_id, issues)"
+                " SELECT t, (SELECT count(*) FROM {issues} WHERE tenant_id = t)"
+                " FROM unnest(%s::uuid[]) AS t"
+                " ON CONFLICT (tenant_id) DO UPDATE SET issues = EXCLUDED.issues"
+            ).format(counts=self._t("validation_counts"), issues=self._t("validation_issues")),
+            (tenants,),
+        )
+        # A zero count is no row: the table must not depend on where batches ended.
+        cur.execute(
+            sql.SQL("DELETE FROM {} WHERE tenant_id = ANY(%s) AND issues = 0").format(
+                self._t("validation_counts")
+            ),
+            (tenants,),
+        )
+
+    def _flush_variants(self, cur: Cursor[Any]) -> None:
+        if not self._variant_steps:
+            return
+        keys = list(self._variant_steps)
+        tenants = [k[0] for k in keys]
+        ids = [k[1] for k in keys]
+        base = {
+            (str(r[0]), str(r[1])): (str(r[2]), r[3])
+            for r in cur.execute(
+                sql.SQL(
+                    "SELECT v.tenant_id, v.id, v.product_id, v.fields FROM {} v"
+                    " JOIN unnest(%s::uuid[], %s::uuid[]) AS k(t, i)"
+                    " ON v.tenant_id = k.t AND v.id = k.i"
+                ).format(self._t("validation_variants")),
+                (tenants, ids),
+            ).fetchall()
+        }
+        existing: dict[tuple[str, str], set[str]] = {}
+        for row in cur.execute(
+            sql.SQL(
+                "SELECT i.tenant_id, i.variant_id, i.id FROM {} i"
+                " JOIN unnest(%s::uuid[], %s::uuid[]) AS k(t, v)"
+                " ON i.tenant_id = k.t AND i.variant_id = k.v"
+            ).format(self._t("validation_issues")),
+            (tenants, ids),
+        ).fetchall():
+            existing.setdefault((str(row[0]), str(row[1])), set()).add(str(row[2]))
+        upserts: list[tuple[Any, ...]] = []
+        removed: list[tuple[str, str]] = []
+        inserts: list[tuple[Any, ...]] = []
+        deletes: list[tuple[str, str]] = []
+        for (tenant_id, variant_id), steps in self._variant_steps.items():
+            product_id, fields = base.get((tenant_id, variant_id), ("", None))
+            before = existing.get((tenant_id, variant_id), set())
+            # issue id -> (code, message, detected_at; None when it predates the batch)
+            present: dict[str, tuple[str, str, Any]] = {iid: ("", "", None) for iid in before}
+            for step_product, data, full, ts in steps:
+                product_id = step_product or product_id
+                if data is None:
+                    fields = None
+                elif full:
+                    fields = dict(data)
+                else:
+                    fields = {**(fields or {}), **data}
+                desired = {
+                    issue_id(product_id, variant_id, code, None, message): (code, message, ts)
+                    for code, message in (variant_issues(fields) if fields is not None else [])
+                }
+                present = {i: v for i, v in present.items() if i in desired}
+                for iid, value in desired.items():
+                    present.setdefault(iid, value)
+            if fields is None:
+                removed.append((tenant_id, variant_id))
+            else:
+                upserts.append((tenant_id, variant_id, product_id, Jsonb(fields)))
+            for iid in before - set(present):
+                deletes.append((tenant_id, iid))
+            for iid, (code, message, ts) in present.items():
+                if ts is not None:
+                    inserts.append(
+                        (tenant_id, iid, product_id, variant_id, code, SEVERITY[code], message, ts)
+                    )
+            self._dirty_tenants.add(tenant_id)
+        table = self._t("validation_variants")
+        if upserts:
+            cur.executemany(
+                sql.SQL(
+                    "INSERT INTO {} (tenant_id, id, product_id, fields) VALUES (%s, %s, %s, %s)"
+                    " ON CONFLICT (tenant_id, id) DO UPDATE SET fields = EXCLUDED.fields"
+                ).format(table),
+                upserts,
             )
-        self._counts = {}
+        if removed:
+            cur.executemany(
+                sql.SQL("DELETE FROM {} WHERE tenant_id = %s AND id = %s").format(table), removed
+            )
+        issues = self._t("validation_issues")
+        if deletes:
+            cur.executemany(
+                sql.SQL("DELETE FROM {} WHERE tenant_id = %s AND id = %s").format(issues), deletes
+            )
+        if inserts:
+            cur.executemany(
+                sql.SQL(
+                    "INSERT INTO {} (tenant_id, id, product_id, variant_id, code, severity,"
+                    " message, attribute_key, detected_at)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, NULL, %s)"
+                    " ON CONFLICT (tenant_id, id) DO NOTHING"
+                ).format(issues),
+                inserts,
+            )
+
+    def _flush_variant_counts(self, cur: Cursor[Any]) -> None:
+        """Replay variant count changes; NO_VARIANTS is there exactly while the count is 0."""
+        if not self._count_steps:
+            return
+        keys = list(self._count_steps)
+        tenants = [k[0] for k in keys]
+        ids = [k[1] for k in keys]
+        rows = cur.execute(
+            sql.SQL(
+                "SELECT p.tenant_id, p.id, p.variant_count,"
+                " EXISTS (SELECT 1 FROM {issues} i WHERE i.tenant_id = p.tenant_id"
+                "         AND i.product_id = p.id AND i.code = 'NO_VARIANTS')"
+                " FROM {products} p JOIN unnest(%s::uuid[], %s::uuid[]) AS k(t, i)"
+                " ON p.tenant_id = k.t AND p.id = k.i"
+            ).format(issues=self._t("validation_issues"), products=self._t("validation_products")),
+            (tenants, ids),
+        ).fetchall()
+        base = {(str(r[0]), str(r[1])): (int(r[2]), bool(r[3])) for r in rows}
+        counts: list[tuple[int, str, str]] = []
+        deletes: list[tuple[str, str]] = []
+        inserts: list[tuple[Any, ...]] = []
+        for (tenant_id, product_id), steps in self._count_steps.items():
+            if (tenant_id, product_id) not in base:
+                continue  # deleted in this batch: its issues went with it
+            count, had_issue = base[(tenant_id, product_id)]
+            since: Any = "before" if had_issue else None
+            for delta, ts in steps:
+                if delta is None:  # created in this batch, with no variants yet
+                    count, since = 0, ts
+                    continue
+                count += delta
+                if count > 0:
+                    since = None
+                elif since is None:
+                    since = ts
+            counts.append((count, tenant_id, product_id))
+            if since == "before":
+                continue
+            iid = issue_id(product_id, None, "NO_VARIANTS", None, NO_VARIANTS_MESSAGE)
+            if had_issue:
+                deletes.append((tenant_id, iid))
+            if since is not None:
+                inserts.append((tenant_id, iid, product_id, NO_VARIANTS_MESSAGE, since))
+            self._dirty_tenants.add(tenant_id)
+        if counts:
+            cur.executemany(
+                sql.SQL("UPDATE {} SET variant_count = %s WHERE tenant_id = %s AND id = %s").format(
+                    self._t("validation_products")
+                ),
+                counts,
+            )
+        issues = self._t("validation_issues")
+        if deletes:
+            cur.executemany(
+                sql.SQL("DELETE FROM {} WHERE tenant_id = %s AND id = %s").format(issues), deletes
+            )
+        if inserts:
+            cur.executemany(
+                sql.SQL(
+                    "INSERT INTO {} (tenant_id, id, product_id, variant_id, code, severity,"
+                    " message, attribute_key, detected_at)"
+                    " VALUES (%s, %s, %s, NULL, 'NO_VARIANTS', 'WARNING', %s, NULL, %s)"
+                    " ON CONFLICT (tenant_id, id) DO NOTHING"
+                ).format(issues),
+                inserts,
+            )
 
     # -- product-level rules, set-based over a scope of products --------------------------
 
     def _desired_product_issues(self, scope: sql.Composable) -> sql.Composable:
-        """SELECT of (tenant_id, product_id, code, message, attribute_key) for the scope."""
+        """SELECT of (tenant_id, product_id, code, message, attribute_key) for the scope
+        (NO_VARIANTS is kept by the variant counts, see _flush_variant_counts)."""
         return sql.SQL(
             """
-            SELECT p.tenant_id, p.id, 'NO_VARIANTS', {no_variants}, NULL::text
-              FROM {products} p WHERE {scope} AND p.variant_count = 0
-            UNION ALL
             SELECT p.tenant_id, p.id, 'UNKNOWN_CATEGORY', 'Category ''' || p.category
                    || ''' does not exist (it may have been deleted).', NULL::text
               FROM {products} p WHERE {scope} AND p.category IS NOT NULL
@@ -185,7 +359,6 @@ class ValidationView(Projection):
             templates=self._t("validation_templates"),
             attributes=self._t("validation_attributes"),
             scope=scope,
-            no_variants=sql.Literal(NO_VARIANTS_MESSAGE),
         )
 
     def _reconcile_products(
@@ -198,8 +371,8 @@ class ValidationView(Projection):
         *,
         fresh: bool = False,
     ) -> None:
-        """Make the product-level issues of every product in ``scope`` match the rules
-        (``fresh``: the scope is a new product, which has no issues to remove yet)."""
+        """Make the category and template issues of every product in ``scope`` match the
+        rules (``fresh``: the scope is a new product, which has no issues to remove yet)."""
         scope_sql = sql.SQL("p.tenant_id = %s AND ") + scope
         scope_params = [tenant_id, *params]
         ided = sql.SQL(
@@ -212,31 +385,29 @@ class ValidationView(Projection):
             + sql.SQL(
                 " INSERT INTO {issues} (tenant_id, id, product_id, variant_id, code, severity,"
                 " message, attribute_key, detected_at)"
-                " SELECT tenant_id, id, product_id, NULL, code,"
-                " CASE WHEN code = 'NO_VARIANTS' THEN 'WARNING' ELSE 'ERROR' END,"
+                " SELECT tenant_id, id, product_id, NULL, code, 'ERROR',"
                 " message, attribute_key, %s FROM ided"
                 " ON CONFLICT (tenant_id, id) DO NOTHING"
             ).format(issues=self._t("validation_issues")),
-            [*scope_params * 3, at],
+            [*scope_params * 2, at],
         )
-        inserted = cur.rowcount
+        self._count(cur, tenant_id)
         if fresh:
-            self._count(cur, tenant_id, inserted)
             return
         cur.execute(
             ided
             + sql.SQL(
                 " DELETE FROM {issues} i USING {products} p"
                 " WHERE i.tenant_id = p.tenant_id AND i.product_id = p.id AND {scope}"
-                " AND i.variant_id IS NULL AND i.id NOT IN (SELECT id FROM ided)"
+                " AND i.variant_id IS NULL AND i.code = ANY(%s)"
+                " AND i.id NOT IN (SELECT id FROM ided)"
             ).format(
                 issues=self._t("validation_issues"),
                 products=self._t("validation_products"),
                 scope=scope_sql,
             ),
-            [*scope_params * 4],
+            [*scope_params * 3, ["UNKNOWN_CATEGORY", "MISSING_REQUIRED_ATTRIBUTE"]],
         )
-        self._count(cur, tenant_id, inserted - cur.rowcount)
 
     def _reconcile_product(
         self, cur: Cursor[Any], tenant_id: str, product_id: str, at: Any, *, fresh: bool = False
@@ -244,44 +415,6 @@ class ValidationView(Projection):
         self._reconcile_products(
             cur, tenant_id, sql.SQL("p.id = %s"), [product_id], at, fresh=fresh
         )
-
-    # -- variant-level rules ------------------------------------------------------------------
-
-    def _reconcile_variant(
-        self,
-        cur: Cursor[Any],
-        tenant_id: str,
-        product_id: str,
-        variant_id: str,
-        fields: dict[str, Any] | None,
-        at: Any,
-        *,
-        fresh: bool = False,
-    ) -> None:
-        desired = variant_issues(fields) if fields is not None else []
-        ids = [issue_id(product_id, variant_id, code, None, message) for code, message in desired]
-        inserted = 0
-        for (code, message), iid in zip(desired, ids, strict=True):
-            cur.execute(
-                sql.SQL(
-                    "INSERT INTO {} (tenant_id, id, product_id, variant_id, code, severity,"
-                    " message, attribute_key, detected_at)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s, NULL, %s)"
-                    " ON CONFLICT (tenant_id, id) DO NOTHING"
-                ).format(self._t("validation_issues")),
-                (tenant_id, iid, product_id, variant_id, code, SEVERITY[code], message, at),
-            )
-            inserted += cur.rowcount
-        if fresh:  # a new variant has no issues to remove
-            self._count(cur, tenant_id, inserted)
-            return
-        cur.execute(
-            sql.SQL(
-                "DELETE FROM {} WHERE tenant_id = %s AND variant_id = %s AND NOT id = ANY(%s)"
-            ).format(self._t("validation_issues")),
-            (tenant_id, variant_id, ids),
-        )
-        self._count(cur, tenant_id, inserted - cur.rowcount)
 
     # -- event handlers -------------------------------------------------------------------
 
@@ -303,9 +436,11 @@ class ValidationView(Projection):
         )
 
     def on_product_created(self, cur: Cursor[Any], event: Product.Created, pos: int) -> None:
+        product_id = entity_id_of(event.originator_id)
         self._upsert_product(cur, event, event.fields)
-        self._reconcile_product(
-            cur, event.tenant_id, entity_id_of(event.originator_id), event.timestamp, fresh=True
+        self._reconcile_product(cur, event.tenant_id, product_id, event.timestamp, fresh=True)
+        self._count_steps.setdefault((event.tenant_id, product_id), []).append(
+            (None, event.timestamp)
         )
 
     def on_product_updated(self, cur: Cursor[Any], event: Product.Updated, pos: int) -> None:
@@ -334,85 +469,33 @@ class ValidationView(Projection):
             ),
             (event.tenant_id, product_id),
         )
-        self._count(cur, event.tenant_id, -cur.rowcount)
+        self._count(cur, event.tenant_id)
         cur.execute(
             sql.SQL("DELETE FROM {} WHERE tenant_id = %s AND id = %s").format(
                 self._t("validation_products")
             ),
             (event.tenant_id, product_id),
         )
+        self._count_steps.pop((event.tenant_id, product_id), None)
 
-    def _variant_count(self, cur: Cursor[Any], event: Any, product_id: str, delta: int) -> None:
-        """Only NO_VARIANTS depends on the count, and only when it crosses zero: handled
-        directly (one statement) instead of re-running every product rule."""
-        row = cur.execute(
-            sql.SQL(
-                "UPDATE {} SET variant_count = variant_count + %s WHERE tenant_id = %s AND id = %s"
-                " RETURNING variant_count"
-            ).format(self._t("validation_products")),
-            (delta, event.tenant_id, product_id),
-        ).fetchone()
-        if row is None:
-            return  # the product itself is gone (deleted in the same cascade)
-        count = int(row[0])
-        iid = issue_id(product_id, None, "NO_VARIANTS", None, NO_VARIANTS_MESSAGE)
-        if count == 0 and delta < 0:
-            cur.execute(
-                sql.SQL(
-                    "INSERT INTO {} (tenant_id, id, product_id, variant_id, code, severity,"
-                    " message, attribute_key, detected_at) VALUES (%s, %s, %s, NULL,"
-                    " 'NO_VARIANTS', 'WARNING', %s, NULL, %s) ON CONFLICT (tenant_id, id)"
-                    " DO NOTHING"
-                ).format(self._t("validation_issues")),
-                (event.tenant_id, iid, product_id, NO_VARIANTS_MESSAGE, event.timestamp),
-            )
-            self._count(cur, event.tenant_id, cur.rowcount)
-        elif count == delta == 1:
-            cur.execute(
-                sql.SQL("DELETE FROM {} WHERE tenant_id = %s AND id = %s").format(
-                    self._t("validation_issues")
-                ),
-                (event.tenant_id, iid),
-            )
-            self._count(cur, event.tenant_id, -cur.rowcount)
+    def _variant_step(self, event: Any, product_id: str, data: Any, full: bool) -> None:
+        key = (event.tenant_id, entity_id_of(event.originator_id))
+        self._variant_steps.setdefault(key, []).append((product_id, data, full, event.timestamp))
 
     def on_variant_created(self, cur: Cursor[Any], event: Variant.Created, pos: int) -> None:
-        product_id, variant_id = event.fields["product_id"], entity_id_of(event.originator_id)
-        cur.execute(
-            sql.SQL(
-                "INSERT INTO {} (tenant_id, id, product_id, fields) VALUES (%s, %s, %s, %s)"
-            ).format(self._t("validation_variants")),
-            (event.tenant_id, variant_id, product_id, Jsonb(event.fields)),
-        )
-        self._reconcile_variant(
-            cur, event.tenant_id, product_id, variant_id, event.fields, event.timestamp, fresh=True
-        )
-        self._variant_count(cur, event, product_id, +1)
+        product_id = event.fields["product_id"]
+        self._variant_step(event, product_id, event.fields, True)
+        self._count_steps.setdefault((event.tenant_id, product_id), []).append((1, event.timestamp))
 
     def on_variant_updated(self, cur: Cursor[Any], event: Variant.Updated, pos: int) -> None:
-        variant_id = entity_id_of(event.originator_id)
-        row = cur.execute(
-            sql.SQL(
-                "UPDATE {} SET fields = fields || %s WHERE tenant_id = %s AND id = %s"
-                " RETURNING product_id::text, fields"
-            ).format(self._t("validation_variants")),
-            (Jsonb({k: c["to"] for k, c in event.changes.items()}), event.tenant_id, variant_id),
-        ).fetchone()
-        if row is not None and {"sku", "barcode", "price"} & set(event.changes):
-            self._reconcile_variant(
-                cur, event.tenant_id, row[0], variant_id, row[1], event.timestamp
-            )
+        self._variant_step(event, "", {k: c["to"] for k, c in event.changes.items()}, False)
 
     def on_variant_deleted(self, cur: Cursor[Any], event: Variant.Deleted, pos: int) -> None:
-        product_id, variant_id = event.fields["product_id"], entity_id_of(event.originator_id)
-        cur.execute(
-            sql.SQL("DELETE FROM {} WHERE tenant_id = %s AND id = %s").format(
-                self._t("validation_variants")
-            ),
-            (event.tenant_id, variant_id),
+        product_id = event.fields["product_id"]
+        self._variant_step(event, product_id, None, True)
+        self._count_steps.setdefault((event.tenant_id, product_id), []).append(
+            (-1, event.timestamp)
         )
-        self._reconcile_variant(cur, event.tenant_id, product_id, variant_id, None, event.timestamp)
-        self._variant_count(cur, event, product_id, -1)
 
     # categories, templates and attributes re-evaluate every product they touch, set-based
 
