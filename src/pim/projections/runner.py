@@ -168,16 +168,16 @@ class Projector:
                         projection.apply(cur, event, notification_id)
             for projection in self.projections:
                 projection.flush(cur)
-        reached = int(rows[-1][0]) if rows else start
-        if rows or any(pos != reached for pos in positions.values()):
-            conn.execute(
-                """INSERT INTO projection_tracking (name, position, updated_at)
-                   SELECT unnest(%s::text[]), %s, now()
-                   ON CONFLICT (name) DO UPDATE
-                   SET position = GREATEST(projection_tracking.position, EXCLUDED.position),
-                       updated_at = now()""",
-                ([p.tracking_name for p in self.projections], reached),
-            )
+            reached = int(rows[-1][0]) if rows else start
+            if rows or any(pos != reached for pos in positions.values()):
+                cur.execute(
+                    """INSERT INTO projection_tracking (name, position, updated_at)
+                       SELECT unnest(%s::text[]), %s, now()
+                       ON CONFLICT (name) DO UPDATE
+                       SET position = GREATEST(projection_tracking.position, EXCLUDED.position),
+                           updated_at = now()""",
+                    ([p.tracking_name for p in self.projections], reached),
+                )
         return len(rows), reached, len(rows) == self.batch_size
 
     # -- background loop ------------------------------------------------------------------

@@ -54,7 +54,7 @@ class StatsView(Projection):
     def flush(self, cur: Cursor[Any]) -> None:
         for tenant_id, deltas in self._pending.items():
             self._write(cur, tenant_id, deltas)
-        if self._pending:
+        if any(d < 0 for deltas in self._pending.values() for d in deltas.values()):
             # All-zero counters are no row: the table must not depend on batch boundaries.
             zero = " AND ".join(f"{c} = 0" for c in [*COUNTERS.values(), *STATUS_COLUMNS.values()])
             cur.execute(

@@ -156,20 +156,16 @@ class ValidationView(Projection):
         if not self._dirty_tenants:
             return
         tenants = sorted(self._dirty_tenants)
+        # Recount; a zero count is no row, so the table does not depend on batch boundaries.
         cur.execute(
             sql.SQL(
-                "INSERT INTO {counts} (tenant_id, issues)"
-                " SELECT t, (SELECT count(*) FROM {issues} WHERE tenant_id = t)"
-                " FROM unnest(%s::uuid[]) AS t"
+                "WITH c AS (SELECT t, (SELECT count(*) FROM {issues} WHERE tenant_id = t) AS n"
+                "           FROM unnest(%s::uuid[]) AS t),"
+                " gone AS (DELETE FROM {counts} WHERE tenant_id IN"
+                "          (SELECT t FROM c WHERE n = 0))"
+                " INSERT INTO {counts} (tenant_id, issues) SELECT t, n FROM c WHERE n > 0"
                 " ON CONFLICT (tenant_id) DO UPDATE SET issues = EXCLUDED.issues"
             ).format(counts=self._t("validation_counts"), issues=self._t("validation_issues")),
-            (tenants,),
-        )
-        # A zero count is no row: the table must not depend on where batches ended.
-        cur.execute(
-            sql.SQL("DELETE FROM {} WHERE tenant_id = ANY(%s) AND issues = 0").format(
-                self._t("validation_counts")
-            ),
             (tenants,),
         )
 
@@ -269,20 +265,30 @@ class ValidationView(Projection):
         """Replay variant count changes; NO_VARIANTS is there exactly while the count is 0."""
         if not self._count_steps:
             return
-        keys = list(self._count_steps)
+        # Products created in this batch start at 0 variants with no issue: no need to ask.
+        base: dict[tuple[str, str], tuple[int, bool]] = {
+            key: (0, False) for key, steps in self._count_steps.items() if steps[0][0] is None
+        }
+        keys = [key for key in self._count_steps if key not in base]
         tenants = [k[0] for k in keys]
         ids = [k[1] for k in keys]
-        rows = cur.execute(
-            sql.SQL(
-                "SELECT p.tenant_id, p.id, p.variant_count,"
-                " EXISTS (SELECT 1 FROM {issues} i WHERE i.tenant_id = p.tenant_id"
-                "         AND i.product_id = p.id AND i.code = 'NO_VARIANTS')"
-                " FROM {products} p JOIN unnest(%s::uuid[], %s::uuid[]) AS k(t, i)"
-                " ON p.tenant_id = k.t AND p.id = k.i"
-            ).format(issues=self._t("validation_issues"), products=self._t("validation_products")),
-            (tenants, ids),
-        ).fetchall()
-        base = {(str(r[0]), str(r[1])): (int(r[2]), bool(r[3])) for r in rows}
+        rows = (
+            []
+            if not keys
+            else cur.execute(
+                sql.SQL(
+                    "SELECT p.tenant_id, p.id, p.variant_count,"
+                    " EXISTS (SELECT 1 FROM {issues} i WHERE i.tenant_id = p.tenant_id"
+                    "         AND i.product_id = p.id AND i.code = 'NO_VARIANTS')"
+                    " FROM {products} p JOIN unnest(%s::uuid[], %s::uuid[]) AS k(t, i)"
+                    " ON p.tenant_id = k.t AND p.id = k.i"
+                ).format(
+                    issues=self._t("validation_issues"), products=self._t("validation_products")
+                ),
+                (tenants, ids),
+            ).fetchall()
+        )
+        base.update({(str(r[0]), str(r[1])): (int(r[2]), bool(r[3])) for r in rows})
         counts: list[tuple[int, str, str]] = []
         deletes: list[tuple[str, str]] = []
         inserts: list[tuple[Any, ...]] = []
@@ -300,7 +306,8 @@ class ValidationView(Projection):
                     since = None
                 elif since is None:
                     since = ts
-            counts.append((count, tenant_id, product_id))
+            if count != base[(tenant_id, product_id)][0]:
+                counts.append((count, tenant_id, product_id))
             if since == "before":
                 continue
             iid = issue_id(product_id, None, "NO_VARIANTS", None, NO_VARIANTS_MESSAGE)
@@ -438,7 +445,9 @@ class ValidationView(Projection):
     def on_product_created(self, cur: Cursor[Any], event: Product.Created, pos: int) -> None:
         product_id = entity_id_of(event.originator_id)
         self._upsert_product(cur, event, event.fields)
-        self._reconcile_product(cur, event.tenant_id, product_id, event.timestamp, fresh=True)
+        if event.fields.get("category") or event.fields.get("template_id"):
+            # Without either, no category or template rule can apply yet.
+            self._reconcile_product(cur, event.tenant_id, product_id, event.timestamp, fresh=True)
         self._count_steps.setdefault((event.tenant_id, product_id), []).append(
             (None, event.timestamp)
         )
