@@ -32,7 +32,7 @@ from pim.api.openapi import READ_RESPONSES, WRITE_RESPONSES, body_of
 from pim.api.problems import ApiError
 from pim.commands.messages import CreateEntity, DeleteEntity, UpdateEntity
 from pim.domain.errors import FieldError, NotFound
-from pim.queries.pages import InvalidQuery, parse_limit, parse_natural
+from pim.queries.pages import InvalidQuery, Rendered, parse_limit, parse_natural
 from pim.queries.products import datetime_param
 
 
@@ -75,6 +75,14 @@ def _values(
 
 
 def _respond(view: Any, status: int, **headers: str) -> Response[Any]:
+    """A resource, either a read model struct or a body PostgreSQL already rendered."""
+    if isinstance(view, Rendered):
+        return Response(
+            view.body,
+            status_code=status,
+            media_type="application/json",
+            headers={"ETag": etag(view.version), **headers},
+        )
     return Response(view, status_code=status, headers={"ETag": etag(view.version), **headers})
 
 
@@ -92,14 +100,14 @@ class ResourceEndpoints:
     def __init__(self, resource: Resource) -> None:
         self.r = resource
 
-    async def _read(self, request: AnyRequest, entity_id: str, product_id: str | None) -> Any:
+    async def _read(self, request: AnyRequest, entity_id: str, product_id: str | None) -> Rendered:
         ctx = context_of(request)
-        view = (
+        view: Rendered | None = (
             await reads_of(request)
             .resources[self.r.entity_type]
-            .get(ctx.tenant_id, UUID(entity_id))
+            .get_json(ctx.tenant_id, UUID(entity_id))
         )
-        if view is None or (product_id is not None and str(view.product_id) != product_id):
+        if view is None or (product_id is not None and view.product_id != product_id):
             raise NotFound(f"{self.r.label} not found")
         return view
 
@@ -108,7 +116,7 @@ class ResourceEndpoints:
             return None
         pid = str(path_uuid(product_id, "product"))
         ctx = context_of(request)
-        if await reads_of(request).resources["product"].get(ctx.tenant_id, UUID(pid)) is None:
+        if await reads_of(request).resources["product"].get_json(ctx.tenant_id, UUID(pid)) is None:
             raise NotFound("product not found")
         return pid
 
@@ -145,7 +153,8 @@ class ResourceEndpoints:
         )
         outcome, _ = await to_thread.run_sync(services.bus.handle, command)
         view = await self._read(request, outcome.entity_id, None)
-        return _respond(view, HTTP_201_CREATED, Location=_location(request, self.r, view.id, pid))
+        location = _location(request, self.r, outcome.entity_id, pid)
+        return _respond(view, HTTP_201_CREATED, Location=location)
 
     async def get(
         self, request: AnyRequest, entity_id: str, product_id: str | None

@@ -14,6 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 from pim.queries.pages import (
     CreatedKey,
     InvalidQuery,
+    Rendered,
     decode_cursor,
     encode_cursor,
     json_array,
@@ -84,6 +85,21 @@ class EntityQueries:
             )
             row = await cur.fetchone()
         return self._to_view(row) if row else None
+
+    async def get_json(self, tenant_id: str, entity_id: UUID) -> Rendered | None:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                sql.SQL(
+                    "SELECT {}, version, product_id FROM {}"
+                    " WHERE tenant_id = %s AND id = %s AND entity_type = %s"
+                ).format(ENTITY_JSON, self.table),
+                (tenant_id, entity_id, self.entity_type),
+                prepare=True,
+            )
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        return Rendered(row[0].encode(), row[1], str(row[2]) if row[2] else None)
 
     async def list(
         self,

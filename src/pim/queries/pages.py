@@ -78,3 +78,11 @@ def rfc3339_sql(column: str) -> str:
 
 def json_array(items: list[bytes]) -> bytes:
     return b"[" + b",".join(items) + b"]"
+
+
+class Rendered(msgspec.Struct, frozen=True):
+    """One resource rendered as JSON by PostgreSQL, with what the HTTP layer needs."""
+
+    body: bytes
+    version: int
+    product_id: str | None = None

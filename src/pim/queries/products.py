@@ -16,6 +16,7 @@ from pim.domain.rules import SLUG_PATTERN
 from pim.queries.pages import (
     CreatedKey,
     InvalidQuery,
+    Rendered,
     decode_cursor,
     encode_cursor,
     json_array,
@@ -132,6 +133,18 @@ class ProductQueries:
             )
             row = await cur.fetchone()
         return _row_to_view(row) if row else None
+
+    async def get_json(self, tenant_id: str, product_id: UUID) -> Rendered | None:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                sql.SQL("SELECT {}, version FROM {} WHERE tenant_id = %s AND id = %s").format(
+                    PRODUCT_JSON, self.table
+                ),
+                (tenant_id, product_id),
+                prepare=True,
+            )
+            row = await cur.fetchone()
+        return Rendered(row[0].encode(), row[1]) if row else None
 
     async def list(
         self,
