@@ -37,6 +37,7 @@ TRACKING_DDL = [
 
 BATCH_SIZE = 1000
 POLL_INTERVAL_S = 1.0
+SETTLE_S = 0.02
 
 
 def _lock_key(name: str) -> int:
@@ -196,6 +197,12 @@ class Projector:
                     while not self._stop.is_set():
                         # A lost NOTIFY only delays us until the next poll.
                         for _ in listener.notifies(timeout=POLL_INTERVAL_S, stop_after=1):
+                            pass
+                        # Writers catch the views up themselves (read-your-writes); this loop
+                        # is for everyone else. Let a burst settle, then drain its notices,
+                        # so a busy log costs one catch-up per window, not one per write.
+                        self._stop.wait(SETTLE_S)
+                        for _ in listener.notifies(timeout=0):
                             pass
                         self.catch_up()
             except Exception:
