@@ -124,8 +124,8 @@ def test_a_rebuild_under_write_load_ends_equal_to_the_live_projection(
 def test_a_rebuild_killed_with_sigkill_resumes_where_it_stopped(
     tenant: Tenant, service: Service, service_env: dict[str, str]
 ) -> None:
-    seed(tenant, products=6, variants=10)
-    env = {**os.environ, **service_env, "PIM_PROJECTION_BATCH_SIZE": "2"}
+    seed(tenant, products=10, variants=20)
+    env = {**os.environ, **service_env, "PIM_PROJECTION_BATCH_SIZE": "1"}
     process = subprocess.Popen(
         [PIM, "projections", "rebuild", "entities", "--quiet"],
         env=env,
@@ -148,7 +148,7 @@ def test_a_rebuild_killed_with_sigkill_resumes_where_it_stopped(
     output = process.communicate()[0]
     assert killed_at, f"the rebuild finished before it could be killed: {output!r}"
     result = pim(
-        {**service_env, "PIM_PROJECTION_BATCH_SIZE": "2"},
+        {**service_env, "PIM_PROJECTION_BATCH_SIZE": "1"},
         "projections",
         "rebuild",
         "entities",
@@ -159,4 +159,4 @@ def test_a_rebuild_killed_with_sigkill_resumes_where_it_stopped(
         pim(service_env, "projections", "verify", "entities", "--quiet", check=False).returncode
         == 0
     )
-    assert len(tenant.get("/products?limit=100").json()) == 6
+    assert len(tenant.get("/products?limit=100").json()) == 10

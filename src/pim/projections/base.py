@@ -7,7 +7,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from psycopg import Cursor
+from psycopg import Cursor, sql
 
 EventHandler = Callable[[Any, Cursor[Any], Any, int], None]
 
@@ -24,6 +24,23 @@ class Projection(ABC):
     def __init__(self, table_suffix: str = "") -> None:
         self.table_suffix = table_suffix
         self._topics: set[str] | None = None
+        self._inserts: dict[int, tuple[sql.Composed, list[tuple[Any, ...]]]] = {}
+
+    # -- write-behind inserts ---------------------------------------------------------------
+    # A batch of new rows goes out in one executemany instead of one round of
+    # communication per row; any other statement on the projection's tables first writes
+    # what is pending, so statements still apply in event order.
+
+    def defer_insert(self, statement: sql.Composed, row: tuple[Any, ...]) -> None:
+        pending = self._inserts.get(id(statement))
+        if pending is None:
+            pending = self._inserts[id(statement)] = (statement, [])
+        pending[1].append(row)
+
+    def write_inserts(self, cur: Cursor[Any]) -> None:
+        pending, self._inserts = self._inserts, {}
+        for statement, rows in pending.values():
+            cur.executemany(statement, rows)
 
     def table(self, base: str) -> str:
         return f"{base}{self.table_suffix}"

@@ -4,6 +4,7 @@ lifted out of it."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any, ClassVar
 
 from psycopg import Cursor, sql
@@ -51,12 +52,8 @@ class EntitiesView(Projection):
     def on_created(self, cur: Cursor[Any], event: Entity.Created, position: int) -> None:
         entity_type = _TYPE_OF_TOPIC[type(event)]
         fields = event.fields
-        cur.execute(
-            sql.SQL(
-                "INSERT INTO {} (tenant_id, entity_type, id, product_id, variant_id, sort_order,"
-                " doc, version, created_at, updated_at)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-            ).format(sql.Identifier(self.table("entities_view"))),
+        self.defer_insert(
+            self._insert_sql,
             (
                 event.tenant_id,
                 entity_type,
@@ -71,7 +68,22 @@ class EntitiesView(Projection):
             ),
         )
 
+    @functools.cached_property
+    def _insert_sql(self) -> sql.Composed:
+        return sql.SQL(
+            "INSERT INTO {} (tenant_id, entity_type, id, product_id, variant_id, sort_order,"
+            " doc, version, created_at, updated_at)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        ).format(sql.Identifier(self.table("entities_view")))
+
+    def begin(self) -> None:
+        self._inserts = {}
+
+    def flush(self, cur: Cursor[Any]) -> None:
+        self.write_inserts(cur)
+
     def on_updated(self, cur: Cursor[Any], event: Entity.Updated, position: int) -> None:
+        self.write_inserts(cur)
         new_values = {name: change["to"] for name, change in event.changes.items()}
         assignments: list[sql.Composable] = [
             sql.SQL("doc = doc || %s"),
@@ -92,6 +104,7 @@ class EntitiesView(Projection):
         )
 
     def on_deleted(self, cur: Cursor[Any], event: Entity.Deleted, position: int) -> None:
+        self.write_inserts(cur)
         cur.execute(
             sql.SQL("DELETE FROM {} WHERE tenant_id = %s AND id = %s").format(
                 sql.Identifier(self.table("entities_view"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, ClassVar
 
 from psycopg import Cursor, sql
@@ -46,14 +47,18 @@ class ProductsView(Projection):
             f"CREATE INDEX IF NOT EXISTS {t}_created_idx ON {t} (tenant_id, created_at, id)",
         ]
 
+    @functools.cached_property
+    def _insert_sql(self) -> sql.Composed:
+        return sql.SQL(
+            "INSERT INTO {} (tenant_id, id, title, description, category, status, brand_id,"
+            " template_id, attributes, version, created_at, updated_at)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        ).format(sql.Identifier(self.table("products_view")))
+
     def on_created(self, cur: Cursor[Any], event: Product.Created, position: int) -> None:
         fields = event.fields
-        cur.execute(
-            sql.SQL(
-                "INSERT INTO {} (tenant_id, id, title, description, category, status, brand_id,"
-                " template_id, attributes, version, created_at, updated_at)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-            ).format(sql.Identifier(self.table("products_view"))),
+        self.defer_insert(
+            self._insert_sql,
             (
                 event.tenant_id,
                 entity_id_of(event.originator_id),
@@ -71,6 +76,7 @@ class ProductsView(Projection):
         )
 
     def on_updated(self, cur: Cursor[Any], event: Product.Updated, position: int) -> None:
+        self.write_inserts(cur)
         names = [name for name in event.changes if name in COLUMNS]
         assignments = [sql.SQL("{} = %s").format(sql.Identifier(name)) for name in names] + [
             sql.SQL("version = %s"),
@@ -91,6 +97,7 @@ class ProductsView(Projection):
         )
 
     def on_deleted(self, cur: Cursor[Any], event: Product.Deleted, position: int) -> None:
+        self.write_inserts(cur)
         cur.execute(
             sql.SQL("DELETE FROM {} WHERE tenant_id = %s AND id = %s").format(
                 sql.Identifier(self.table("products_view"))
@@ -104,6 +111,7 @@ class ProductsView(Projection):
 
     def begin(self) -> None:
         self._counts = {}
+        self._inserts = {}
 
     def _count_variant(self, cur: Cursor[Any], tenant_id: str, product_id: str, delta: int) -> None:
         # variant_count is derived: it changes neither the product's version nor updated_at.
@@ -112,6 +120,7 @@ class ProductsView(Projection):
         self._counts[key] = self._counts.get(key, 0) + delta
 
     def flush(self, cur: Cursor[Any]) -> None:
+        self.write_inserts(cur)
         counts = {k: d for k, d in self._counts.items() if d}
         self._counts = {}
         if not counts:

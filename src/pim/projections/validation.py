@@ -8,6 +8,7 @@ so an unchanged issue keeps its detected_at) and the stale ones deleted."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import uuid
@@ -136,6 +137,7 @@ class ValidationView(Projection):
         self.begin()
 
     def begin(self) -> None:
+        self._inserts = {}
         self._dirty_tenants: set[str] = set()
         # (tenant, variant) -> [(product_id, fields | changes | None, is_full_state, ts)]
         self._variant_steps: dict[tuple[str, str], list[tuple[str, Any, bool, Any]]] = {}
@@ -147,6 +149,7 @@ class ValidationView(Projection):
         self._dirty_tenants.add(tenant_id)
 
     def flush(self, cur: Cursor[Any]) -> None:
+        self.write_inserts(cur)
         self._flush_variants(cur)
         self._flush_variant_counts(cur)
         self._flush_counts(cur)
@@ -380,6 +383,7 @@ class ValidationView(Projection):
     ) -> None:
         """Make the category and template issues of every product in ``scope`` match the
         rules (``fresh``: the scope is a new product, which has no issues to remove yet)."""
+        self.write_inserts(cur)
         scope_sql = sql.SQL("p.tenant_id = %s AND ") + scope
         scope_params = [tenant_id, *params]
         ided = sql.SQL(
@@ -425,14 +429,18 @@ class ValidationView(Projection):
 
     # -- event handlers -------------------------------------------------------------------
 
+    @functools.cached_property
+    def _upsert_product_sql(self) -> sql.Composed:
+        return sql.SQL(
+            "INSERT INTO {} (tenant_id, id, category, template_id, attributes)"
+            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (tenant_id, id) DO UPDATE SET"
+            " category = EXCLUDED.category, template_id = EXCLUDED.template_id,"
+            " attributes = EXCLUDED.attributes"
+        ).format(self._t("validation_products"))
+
     def _upsert_product(self, cur: Cursor[Any], event: Any, fields: dict[str, Any]) -> None:
-        cur.execute(
-            sql.SQL(
-                "INSERT INTO {} (tenant_id, id, category, template_id, attributes)"
-                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (tenant_id, id) DO UPDATE SET"
-                " category = EXCLUDED.category, template_id = EXCLUDED.template_id,"
-                " attributes = EXCLUDED.attributes"
-            ).format(self._t("validation_products")),
+        self.defer_insert(
+            self._upsert_product_sql,
             (
                 event.tenant_id,
                 entity_id_of(event.originator_id),
@@ -456,6 +464,7 @@ class ValidationView(Projection):
         relevant = {"category", "template_id", "attributes"} & set(event.changes)
         if not relevant:
             return
+        self.write_inserts(cur)
         product_id = entity_id_of(event.originator_id)
         assignments = [sql.SQL("{} = %s").format(sql.Identifier(name)) for name in relevant]
         values = [
@@ -471,6 +480,7 @@ class ValidationView(Projection):
         self._reconcile_product(cur, event.tenant_id, product_id, event.timestamp)
 
     def on_product_deleted(self, cur: Cursor[Any], event: Product.Deleted, pos: int) -> None:
+        self.write_inserts(cur)
         product_id = entity_id_of(event.originator_id)
         cur.execute(
             sql.SQL("DELETE FROM {} WHERE tenant_id = %s AND product_id = %s").format(
