@@ -1223,3 +1223,34 @@ def test_a_webhook_hears_only_the_events_it_subscribed_to(
     assert [d["event_type"] for d in tenant.get(f"/webhooks/{hook['id']}/deliveries").json()] == [
         "bulk_job.completed"
     ]
+
+
+def test_a_large_import_keeps_every_read_model_exact(tenant: Tenant) -> None:
+    """Regression: projector batches of many new products with priced variants once made the
+    validation projection read a stale pipeline result and stall the read models."""
+    products = [
+        {
+            "title": f"Bulk {i}",
+            "variants": [
+                {"sku": f"LRG-{tenant.tenant_id[:8]}-{i}-{v}", "price": "5.00", "currency": "EUR"}
+                for v in range(3)
+            ],
+        }
+        for i in range(1000)
+    ]
+    created = tenant.post(
+        "/bulk-jobs", json={"type": "BULK_IMPORT", "payload": {"products": products}}
+    )
+    assert created.status_code == 202, created.text
+    job = wait_job(tenant, created.json()["id"], timeout=120)
+    assert job["status"] == "COMPLETED" and job["succeeded_items"] == 1000, job
+    stats = tenant.get("/stats").json()
+    assert stats["total_products"] == 1000 and stats["total_variants"] == 3000
+    assert stats["validation_issues"] == 0
+    update = tenant.post(
+        "/bulk-jobs",
+        json={"type": "BULK_UPDATE", "payload": {"filter": {}, "set": {"status": "DRAFT"}}},
+    )
+    updated = wait_job(tenant, update.json()["id"], timeout=120)
+    assert updated["total_items"] == updated["succeeded_items"] == 1000, updated
+    assert tenant.get("/stats").json()["products_by_status"]["DRAFT"] == 1000

@@ -168,17 +168,23 @@ class JobRunner:
         progress = bulk.load_progress(self.ctx.catalog, actor, job.job_id)
         total = len(work.items)
         start = progress.next_index
+        previous: int | None = None
         while start < total:
             end = min(start + self.ctx.batch_size, total)
             position, progress = bulk.apply_batch(
                 self.ctx.catalog, actor, job.job_id, work, start, end, dry_run=job.dry_run
             )
-            if position is not None and not job.dry_run:
-                # Backpressure: the read models keep up with the job.
-                self.ctx.catalog_projector.wait_for(position, timeout=60)
+            if previous is not None:
+                # Backpressure, one batch behind: the read models keep up with the job while
+                # the next batch is being written (the background projector works meanwhile).
+                self.ctx.catalog_projector.wait_for(previous, timeout=60)
+            previous = position if not job.dry_run else None
             job.progress(actor, progress.next_index, progress.succeeded, progress.failed)
             self._save_job(job)
             start = progress.next_index
+        if previous is not None:
+            # The job's effects are in every read model before it reports COMPLETED.
+            self.ctx.catalog_projector.wait_for(previous, timeout=60)
         job.complete(
             actor,
             progress.next_index,

@@ -173,6 +173,8 @@ class ValidationView(Projection):
         )
 
     def _flush_variants(self, cur: Cursor[Any]) -> None:
+        # Reads use their own cursor: in pipeline mode the shared cursor may still hold the
+        # results of the statements queued before (psycopg would hand those back instead).
         if not self._variant_steps:
             return
         keys = list(self._variant_steps)
@@ -180,7 +182,7 @@ class ValidationView(Projection):
         ids = [k[1] for k in keys]
         base = {
             (str(r[0]), str(r[1])): (str(r[2]), r[3])
-            for r in cur.execute(
+            for r in cur.connection.execute(
                 sql.SQL(
                     "SELECT v.tenant_id, v.id, v.product_id, v.fields FROM {} v"
                     " JOIN unnest(%s::uuid[], %s::uuid[]) AS k(t, i)"
@@ -190,7 +192,7 @@ class ValidationView(Projection):
             ).fetchall()
         }
         existing: dict[tuple[str, str], set[str]] = {}
-        for row in cur.execute(
+        for row in cur.connection.execute(
             sql.SQL(
                 "SELECT i.tenant_id, i.variant_id, i.id FROM {} i"
                 " JOIN unnest(%s::uuid[], %s::uuid[]) AS k(t, v)"
@@ -278,7 +280,7 @@ class ValidationView(Projection):
         rows = (
             []
             if not keys
-            else cur.execute(
+            else cur.connection.execute(
                 sql.SQL(
                     "SELECT p.tenant_id, p.id, p.variant_count,"
                     " EXISTS (SELECT 1 FROM {issues} i WHERE i.tenant_id = p.tenant_id"
