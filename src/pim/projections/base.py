@@ -24,23 +24,36 @@ class Projection(ABC):
     def __init__(self, table_suffix: str = "") -> None:
         self.table_suffix = table_suffix
         self._topics: set[str] | None = None
-        self._inserts: dict[int, tuple[sql.Composed, list[tuple[Any, ...]]]] = {}
+        self._inserts: list[tuple[sql.Composed, tuple[Any, ...]]] = []
+        self._statements: dict[Any, sql.Composed] = {}
 
-    # -- write-behind inserts ---------------------------------------------------------------
-    # A batch of new rows goes out in one executemany instead of one round of
-    # communication per row; any other statement on the projection's tables first writes
-    # what is pending, so statements still apply in event order.
+    # -- write-behind statements --------------------------------------------------------------
+    # Writes whose results nobody reads are queued in event order and sent at the end of the
+    # batch (or before anything that reads), each run of the same statement as ONE
+    # executemany instead of one round of communication per row.
+
+    def statement(self, key: Any, build: Callable[[], sql.Composed]) -> sql.Composed:
+        """A statement built once per projection instance (table names are fixed)."""
+        found = self._statements.get(key)
+        if found is None:
+            found = self._statements[key] = build()
+        return found
 
     def defer_insert(self, statement: sql.Composed, row: tuple[Any, ...]) -> None:
-        pending = self._inserts.get(id(statement))
-        if pending is None:
-            pending = self._inserts[id(statement)] = (statement, [])
-        pending[1].append(row)
+        self._inserts.append((statement, row))
 
     def write_inserts(self, cur: Cursor[Any]) -> None:
-        pending, self._inserts = self._inserts, {}
-        for statement, rows in pending.values():
-            cur.executemany(statement, rows)
+        pending, self._inserts = self._inserts, []
+        run: list[tuple[Any, ...]] = []
+        current: sql.Composed | None = None
+        for statement, row in pending:
+            if statement is not current:
+                if current is not None:
+                    cur.executemany(current, run)
+                current, run = statement, []
+            run.append(row)
+        if current is not None:
+            cur.executemany(current, run)
 
     def table(self, base: str) -> str:
         return f"{base}{self.table_suffix}"

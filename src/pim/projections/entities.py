@@ -77,40 +77,43 @@ class EntitiesView(Projection):
         ).format(sql.Identifier(self.table("entities_view")))
 
     def begin(self) -> None:
-        self._inserts = {}
+        self._inserts = []
 
     def flush(self, cur: Cursor[Any]) -> None:
         self.write_inserts(cur)
 
     def on_updated(self, cur: Cursor[Any], event: Entity.Updated, position: int) -> None:
-        self.write_inserts(cur)
         new_values = {name: change["to"] for name, change in event.changes.items()}
-        assignments: list[sql.Composable] = [
-            sql.SQL("doc = doc || %s"),
-            sql.SQL("version = %s"),
-            sql.SQL("updated_at = %s"),
-        ]
-        params: list[Any] = [Jsonb(new_values), event.originator_version, event.timestamp]
-        for column in LIFTED:
-            if column in new_values:
-                assignments.append(sql.SQL("{} = %s").format(sql.Identifier(column)))
-                value = new_values[column]
-                params.append((value or 0) if column == "sort_order" else value)
-        cur.execute(
-            sql.SQL("UPDATE {} SET {} WHERE tenant_id = %s AND id = %s").format(
+        lifted = tuple(column for column in LIFTED if column in new_values)
+
+        def build() -> sql.Composed:
+            assignments: list[sql.Composable] = [
+                sql.SQL("doc = doc || %s"),
+                sql.SQL("version = %s"),
+                sql.SQL("updated_at = %s"),
+                *(sql.SQL("{} = %s").format(sql.Identifier(column)) for column in lifted),
+            ]
+            return sql.SQL("UPDATE {} SET {} WHERE tenant_id = %s AND id = %s").format(
                 sql.Identifier(self.table("entities_view")), sql.SQL(", ").join(assignments)
-            ),
-            [*params, event.tenant_id, entity_id_of(event.originator_id)],
+            )
+
+        params: list[Any] = [Jsonb(new_values), event.originator_version, event.timestamp]
+        for column in lifted:
+            value = new_values[column]
+            params.append((value or 0) if column == "sort_order" else value)
+        self.defer_insert(
+            self.statement(("update", lifted), build),
+            (*params, event.tenant_id, entity_id_of(event.originator_id)),
         )
 
     def on_deleted(self, cur: Cursor[Any], event: Entity.Deleted, position: int) -> None:
-        self.write_inserts(cur)
-        cur.execute(
-            sql.SQL("DELETE FROM {} WHERE tenant_id = %s AND id = %s").format(
+        statement = self.statement(
+            "delete",
+            lambda: sql.SQL("DELETE FROM {} WHERE tenant_id = %s AND id = %s").format(
                 sql.Identifier(self.table("entities_view"))
             ),
-            (event.tenant_id, entity_id_of(event.originator_id)),
         )
+        self.defer_insert(statement, (event.tenant_id, entity_id_of(event.originator_id)))
 
     handlers: ClassVar[dict[type[Any], EventHandler]] = {}
 

@@ -76,24 +76,27 @@ class ProductsView(Projection):
         )
 
     def on_updated(self, cur: Cursor[Any], event: Product.Updated, position: int) -> None:
-        self.write_inserts(cur)
-        names = [name for name in event.changes if name in COLUMNS]
-        assignments = [sql.SQL("{} = %s").format(sql.Identifier(name)) for name in names] + [
-            sql.SQL("version = %s"),
-            sql.SQL("updated_at = %s"),
-        ]
-        params = [_column_value(n, event.changes[n]["to"]) for n in names]
-        cur.execute(
-            sql.SQL("UPDATE {} SET {} WHERE tenant_id = %s AND id = %s").format(
+        names = tuple(name for name in event.changes if name in COLUMNS)
+
+        def build() -> sql.Composed:
+            assignments: list[sql.Composable] = [
+                sql.SQL("{} = %s").format(sql.Identifier(name)) for name in names
+            ]
+            assignments += [sql.SQL("version = %s"), sql.SQL("updated_at = %s")]
+            return sql.SQL("UPDATE {} SET {} WHERE tenant_id = %s AND id = %s").format(
                 sql.Identifier(self.table("products_view")), sql.SQL(", ").join(assignments)
-            ),
-            [
+            )
+
+        params = [_column_value(n, event.changes[n]["to"]) for n in names]
+        self.defer_insert(
+            self.statement(("update", names), build),
+            (
                 *params,
                 event.originator_version,
                 event.timestamp,
                 event.tenant_id,
                 entity_id_of(event.originator_id),
-            ],
+            ),
         )
 
     def on_deleted(self, cur: Cursor[Any], event: Product.Deleted, position: int) -> None:
@@ -111,7 +114,7 @@ class ProductsView(Projection):
 
     def begin(self) -> None:
         self._counts = {}
-        self._inserts = {}
+        self._inserts = []
 
     def _count_variant(self, cur: Cursor[Any], tenant_id: str, product_id: str, delta: int) -> None:
         # variant_count is derived: it changes neither the product's version nor updated_at.

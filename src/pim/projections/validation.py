@@ -137,7 +137,7 @@ class ValidationView(Projection):
         self.begin()
 
     def begin(self) -> None:
-        self._inserts = {}
+        self._inserts = []
         self._dirty_tenants: set[str] = set()
         # (tenant, variant) -> [(product_id, fields | changes | None, is_full_state, ts)]
         self._variant_steps: dict[tuple[str, str], list[tuple[str, Any, bool, Any]]] = {}
