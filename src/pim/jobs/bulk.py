@@ -208,13 +208,17 @@ def apply_batch(
     end: int,
     *,
     dry_run: bool,
+    progress: JobProgress | None = None,
 ) -> tuple[int | None, JobProgress]:
     """Apply items[start:end] and record their results in one transaction. Items that fail
     are recorded as failed and the batch is re-run without them, so one bad item never
-    leaves another's half-made changes behind."""
+    leaves another's half-made changes behind. ``progress`` is the job's progress as the
+    previous batch left it (reloaded from the log when absent or after a conflict: rebuilding
+    it before every batch would cost more with every batch)."""
     excluded: dict[int, list[dict[str, str]]] = {}
     for _ in range(MAX_BATCH_ATTEMPTS + end - start):
-        progress = load_progress(store, actor, job_id)
+        if progress is None:
+            progress = load_progress(store, actor, job_id)
         if progress.next_index >= end:
             return None, progress  # already applied (a redelivered message)
         uow = UnitOfWork(store, actor)
@@ -249,5 +253,6 @@ def apply_batch(
             uow.touch(progress)
             return uow.commit(), progress
         except IntegrityError:
-            continue  # someone changed one of these aggregates meanwhile: redo from fresh
+            progress = None  # someone changed one of these aggregates meanwhile: redo from fresh
+            continue
     raise RuntimeError(f"batch {start}..{end} of job {job_id} kept conflicting")

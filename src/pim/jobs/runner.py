@@ -172,7 +172,14 @@ class JobRunner:
         while start < total:
             end = min(start + self.ctx.batch_size, total)
             position, progress = bulk.apply_batch(
-                self.ctx.catalog, actor, job.job_id, work, start, end, dry_run=job.dry_run
+                self.ctx.catalog,
+                actor,
+                job.job_id,
+                work,
+                start,
+                end,
+                dry_run=job.dry_run,
+                progress=progress,
             )
             if previous is not None:
                 # Backpressure, one batch behind: the read models keep up with the job while
