@@ -219,3 +219,16 @@ def test_tokens_and_secrets_never_appear_in_the_service_log(tenant: Tenant, serv
     assert "/api/v1/pim/products" in log  # the access log is on, so requests are logged
     for secret in (token, token.split(".")[2], "not-a-valid-token", JWT_SECRET):
         assert secret not in log
+
+
+def test_a_public_key_can_be_given_as_a_pem_file_path(tmp_path: Any) -> None:
+    from pathlib import Path
+
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    path = Path(str(tmp_path)) / "public.pem"
+    path.write_bytes(pem)
+    verifier = TokenVerifier(public_key=str(path))
+    assert verifier.verify(jwt.encode(_claims(), private, algorithm="RS256")).subject == "u1"

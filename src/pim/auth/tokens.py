@@ -69,7 +69,12 @@ class TokenVerifier:
         if secret:
             self._keys.append((secret, ["HS256"], None))
         if public_key:
-            pem = Path(public_key).read_text() if Path(public_key).is_file() else public_key
+            # PIM_JWT_PUBLIC_KEY holds the PEM itself or the path of a PEM file.
+            pem = (
+                public_key
+                if public_key.lstrip().startswith("-----BEGIN")
+                else (Path(public_key).read_text())
+            )
             self._keys.append((pem, ["RS256", "ES256"], None))
         if jwks_file:
             jwks = jwt.PyJWKSet.from_json(Path(jwks_file).read_text())
