@@ -9,43 +9,17 @@ from pim.domain.entity import Entity
 from pim.domain.rules import (
     ATTRIBUTE_KEY_PATTERN,
     FieldErrors,
+    name_field,
     one_of,
+    optional_text_field,
     reference_list,
     text,
 )
 
 ATTRIBUTE_TYPES = ("TEXT", "NUMBER", "BOOLEAN", "SELECT")
-NAME_MAX = 255
-DESCRIPTION_MAX = 10_000
 OPTION_MAX = 255
 OPTIONS_MAX = 1_000
 TEXT_VALUE_MAX = 10_000
-
-
-def _name(errors: FieldErrors, values: Mapping[str, Any], out: dict[str, Any]) -> None:
-    if "name" in values:
-        if values["name"] is None:
-            errors.add("name", "required", "is required")
-        else:
-            out["name"] = text(
-                errors,
-                "name",
-                values["name"],
-                min_length=1,
-                max_length=NAME_MAX,
-                trim=True,
-                single_line=True,
-            )
-
-
-def _description(errors: FieldErrors, values: Mapping[str, Any], out: dict[str, Any]) -> None:
-    if "description" in values:
-        value = values["description"]
-        out["description"] = (
-            None
-            if value is None
-            else text(errors, "description", value, max_length=DESCRIPTION_MAX)
-        )
 
 
 def _key(
@@ -85,8 +59,8 @@ class Attribute(Entity):
     ) -> dict[str, Any]:
         errors = FieldErrors()
         out: dict[str, Any] = {}
-        _name(errors, values, out)
-        _description(errors, values, out)
+        name_field(errors, values, out, current=current)
+        optional_text_field(errors, values, out, "description")
         _key(errors, values, out, current)
         if "type" in values:
             kind = one_of(errors, "type", values["type"], ATTRIBUTE_TYPES)
@@ -96,8 +70,6 @@ class Attribute(Entity):
                 out["type"] = kind
         if "options" in values:
             out["options"] = _options(errors, values["options"])
-        if current is None and "name" not in values:
-            errors.add("name", "required", "is required")
         state = {**cls.defaults, **(current or {}), **{k: v for k, v in out.items()}}
         if state.get("type") == "SELECT" and not state.get("options"):
             errors.add("options", "required", "a SELECT attribute needs at least one option")
@@ -174,16 +146,14 @@ class AttributeGroup(Entity):
     ) -> dict[str, Any]:
         errors = FieldErrors()
         out: dict[str, Any] = {}
-        _name(errors, values, out)
-        _description(errors, values, out)
+        name_field(errors, values, out, current=current)
+        optional_text_field(errors, values, out, "description")
         _key(errors, values, out, current)
         if "attribute_ids" in values:
             ids = values["attribute_ids"]
             out["attribute_ids"] = (
                 [] if ids is None else reference_list(errors, "attribute_ids", ids)
             )
-        if current is None and "name" not in values:
-            errors.add("name", "required", "is required")
         errors.raise_if_any()
         return out
 
@@ -213,14 +183,12 @@ class Template(Entity):
     ) -> dict[str, Any]:
         errors = FieldErrors()
         out: dict[str, Any] = {}
-        _name(errors, values, out)
-        _description(errors, values, out)
+        name_field(errors, values, out, current=current)
+        optional_text_field(errors, values, out, "description")
         for field in ("attribute_ids", "required_attribute_ids"):
             if field in values:
                 ids = values[field]
                 out[field] = [] if ids is None else reference_list(errors, field, ids)
-        if current is None and "name" not in values:
-            errors.add("name", "required", "is required")
         state = {**cls.defaults, **(current or {}), **out}
         allowed = set(state.get("attribute_ids") or [])
         for index, ref in enumerate(state.get("required_attribute_ids") or []):

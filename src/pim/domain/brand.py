@@ -6,10 +6,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from pim.domain.entity import Entity
-from pim.domain.rules import FieldErrors, http_url, text
-
-NAME_MAX = 255
-DESCRIPTION_MAX = 10_000
+from pim.domain.rules import FieldErrors, http_url, name_field, optional_text_field
 
 
 def brand_name_key(name: str) -> str:
@@ -36,28 +33,8 @@ class Brand(Entity):
     ) -> dict[str, Any]:
         errors = FieldErrors()
         out: dict[str, Any] = {}
-        if "name" in values:
-            if values["name"] is None:
-                errors.add("name", "required", "is required")
-            else:
-                out["name"] = text(
-                    errors,
-                    "name",
-                    values["name"],
-                    min_length=1,
-                    max_length=NAME_MAX,
-                    trim=True,
-                    single_line=True,
-                )
-        elif current is None:
-            errors.add("name", "required", "is required")
-        if "description" in values:
-            value = values["description"]
-            out["description"] = (
-                None
-                if value is None
-                else text(errors, "description", value, max_length=DESCRIPTION_MAX)
-            )
+        name_field(errors, values, out, current=current)
+        optional_text_field(errors, values, out, "description")
         if "logo_url" in values:
             value = values["logo_url"]
             out["logo_url"] = None if value is None else http_url(errors, "logo_url", value)

@@ -6,10 +6,14 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from pim.domain.entity import Entity
-from pim.domain.rules import FieldErrors, reference, slug, slugify, text
-
-NAME_MAX = 255
-DESCRIPTION_MAX = 10_000
+from pim.domain.rules import (
+    FieldErrors,
+    name_field,
+    optional_text_field,
+    reference,
+    slug,
+    slugify,
+)
 
 
 class Category(Entity):
@@ -31,21 +35,7 @@ class Category(Entity):
     ) -> dict[str, Any]:
         errors = FieldErrors()
         out: dict[str, Any] = {}
-        if "name" in values:
-            if values["name"] is None:
-                errors.add("name", "required", "is required")
-            else:
-                out["name"] = text(
-                    errors,
-                    "name",
-                    values["name"],
-                    min_length=1,
-                    max_length=NAME_MAX,
-                    trim=True,
-                    single_line=True,
-                )
-        elif current is None:
-            errors.add("name", "required", "is required")
+        name_field(errors, values, out, current=current)
         if values.get("slug") is not None:
             out["slug"] = slug(errors, "slug", values["slug"])
         elif "slug" in values and current is not None:
@@ -56,13 +46,7 @@ class Category(Entity):
                 out["slug"] = derived
             else:
                 errors.add("slug", "required", "give a slug: none can be derived from the name")
-        if "description" in values:
-            value = values["description"]
-            out["description"] = (
-                None
-                if value is None
-                else text(errors, "description", value, max_length=DESCRIPTION_MAX)
-            )
+        optional_text_field(errors, values, out, "description")
         if "parent_id" in values:
             value = values["parent_id"]
             out["parent_id"] = None if value is None else reference(errors, "parent_id", value)

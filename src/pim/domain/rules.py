@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 from uuid import UUID
@@ -129,3 +130,46 @@ def reference_list(errors: FieldErrors, field: str, value: Any) -> list[str] | N
 def slugify(value: str) -> str:
     ascii_text = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode()
     return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")[:255]
+
+
+NAME_MAX = 255
+DESCRIPTION_MAX = 10_000
+
+
+def name_field(
+    errors: FieldErrors,
+    values: Mapping[str, Any],
+    out: dict[str, Any],
+    *,
+    current: Mapping[str, Any] | None,
+) -> None:
+    """``name``: required on create, never null, trimmed, one line, 1-255 characters."""
+    if "name" in values:
+        if values["name"] is None:
+            errors.add("name", "required", "is required")
+        else:
+            out["name"] = text(
+                errors,
+                "name",
+                values["name"],
+                min_length=1,
+                max_length=NAME_MAX,
+                trim=True,
+                single_line=True,
+            )
+    elif current is None:
+        errors.add("name", "required", "is required")
+
+
+def optional_text_field(
+    errors: FieldErrors,
+    values: Mapping[str, Any],
+    out: dict[str, Any],
+    field: str,
+    *,
+    max_length: int = DESCRIPTION_MAX,
+) -> None:
+    """An optional text field: null clears it."""
+    if field in values:
+        value = values[field]
+        out[field] = None if value is None else text(errors, field, value, max_length=max_length)
