@@ -59,7 +59,7 @@ from psycopg import sql
 from psycopg.pq import TransactionStatus
 from psycopg.rows import tuple_row
 
-from pim.queries.products import ProductFilters
+from pim.queries.products import ProductFilters, product_filter_sql
 
 EXPORT_FORMATS: Final = ("csv", "ndjson", "xlsx")
 EXPORT_SCOPES: Final = ("products", "variants")
@@ -160,33 +160,6 @@ def catalog_snapshot(conn: psycopg.Connection[Any]) -> Iterator[int]:
 
 
 # -- queries --------------------------------------------------------------------------------
-
-
-def _escape_like(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def product_filter_sql(
-    tenant_id: str, filters: ProductFilters, alias: str = "p"
-) -> tuple[sql.Composable, list[Any]]:
-    """The WHERE condition (and its parameters) selecting the tenant's products that match
-    ``filters``, with the same meaning as on ``GET /products``; columns are qualified with
-    ``alias``."""
-    a = sql.Identifier(alias)
-    where: list[sql.Composable] = [sql.SQL("{}.tenant_id = %s").format(a)]
-    args: list[Any] = [tenant_id]
-    for column in ("status", "category", "brand_id", "template_id"):
-        value = getattr(filters, column)
-        if value is not None:
-            where.append(sql.SQL("{}.{} = %s").format(a, sql.Identifier(column)))
-            args.append(value)
-    if filters.q:
-        where.append(sql.SQL("{}.title ILIKE %s").format(a))
-        args.append(f"%{_escape_like(filters.q)}%")
-    if filters.updated_since is not None:
-        where.append(sql.SQL("{}.updated_at >= %s").format(a))
-        args.append(filters.updated_since)
-    return sql.SQL(" AND ").join(where), args
 
 
 def _products_query(tenant_id: str, filters: ProductFilters) -> tuple[sql.Composed, list[Any]]:

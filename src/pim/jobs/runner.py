@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 import psycopg
 from eventsourcing import persistence as es_persistence
+from psycopg import sql
 
 from pim.domain.context import Actor
 from pim.domain.ids import aggregate_id
@@ -33,7 +34,7 @@ from pim.jobs.payloads import (
     parse_filters,
 )
 from pim.projections.runner import Projector
-from pim.queries.products import ProductFilters
+from pim.queries.products import ProductFilters, product_filter_sql
 
 log = logging.getLogger(__name__)
 
@@ -72,23 +73,11 @@ def resolve_ids(conn: psycopg.Connection[Any], tenant_id: str, selection: Select
     if selection.product_ids is not None:
         return list(dict.fromkeys(str(pid) for pid in selection.product_ids))
     filters = parse_filters(selection.filter, "payload.filter") or ProductFilters()
-    where = ["tenant_id = %s"]
-    params: list[Any] = [tenant_id]
-    for column in ("status", "category", "brand_id", "template_id"):
-        value = getattr(filters, column)
-        if value is not None:
-            where.append(f"{column} = %s")
-            params.append(value)
-    if filters.q:
-        where.append("title ILIKE %s")
-        params.append(
-            "%" + filters.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        )
-    if filters.updated_since is not None:
-        where.append("updated_at >= %s")
-        params.append(filters.updated_since)
+    condition, params = product_filter_sql(tenant_id, filters, "p")
     rows = conn.execute(
-        f"SELECT id::text FROM products_view WHERE {' AND '.join(where)} ORDER BY created_at, id",
+        sql.SQL(
+            "SELECT p.id::text FROM products_view AS p WHERE {} ORDER BY p.created_at, p.id"
+        ).format(condition),
         params,
     ).fetchall()
     return [str(r[0]) for r in rows]

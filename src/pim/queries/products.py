@@ -115,6 +115,29 @@ def _escape_like(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+def product_filter_sql(
+    tenant_id: str, filters: ProductFilters, alias: str = "p"
+) -> tuple[sql.Composable, list[Any]]:
+    """The WHERE condition (and its parameters) selecting the tenant's products that match
+    ``filters``, with the same meaning as on ``GET /products``; columns are qualified with
+    ``alias``."""
+    a = sql.Identifier(alias)
+    where: list[sql.Composable] = [sql.SQL("{}.tenant_id = %s").format(a)]
+    args: list[Any] = [tenant_id]
+    for column in ("status", "category", "brand_id", "template_id"):
+        value = getattr(filters, column)
+        if value is not None:
+            where.append(sql.SQL("{}.{} = %s").format(a, sql.Identifier(column)))
+            args.append(value)
+    if filters.q:
+        where.append(sql.SQL("{}.title ILIKE %s").format(a))
+        args.append(f"%{_escape_like(filters.q)}%")
+    if filters.updated_since is not None:
+        where.append(sql.SQL("{}.updated_at >= %s").format(a))
+        args.append(filters.updated_since)
+    return sql.SQL(" AND ").join(where), args
+
+
 class ProductQueries:
     def __init__(
         self, pool: AsyncConnectionPool[AsyncConnection[Any]], table: str = "products_view"
@@ -156,27 +179,15 @@ class ProductQueries:
         product_id: str | None = None,
     ) -> tuple[bytes, str | None]:
         """One page, oldest first; the cursor of the next page when there is more."""
-        filters = ProductFilters.parse(params)
-        where: list[sql.Composable] = [sql.SQL("tenant_id = %s")]
-        args: list[Any] = [tenant_id]
+        condition, args = product_filter_sql(tenant_id, ProductFilters.parse(params), "p")
+        where: list[sql.Composable] = [condition]
         if cursor is not None:
             key = decode_cursor(cursor, CreatedKey)
-            where.append(sql.SQL("(created_at, id) > (%s, %s)"))
+            where.append(sql.SQL("(p.created_at, p.id) > (%s, %s)"))
             args += [key.created_at, key.id]
-        for column in ("status", "category", "brand_id", "template_id"):
-            value = getattr(filters, column)
-            if value is not None:
-                where.append(sql.SQL("{} = %s").format(sql.Identifier(column)))
-                args.append(value)
-        if filters.q:
-            where.append(sql.SQL("title ILIKE %s"))
-            args.append(f"%{_escape_like(filters.q)}%")
-        if filters.updated_since is not None:
-            where.append(sql.SQL("updated_at >= %s"))
-            args.append(filters.updated_since)
         args.append(limit + 1)
         query = sql.SQL(
-            "SELECT created_at, id, {} FROM {} WHERE {} ORDER BY created_at, id LIMIT %s"
+            "SELECT created_at, id, {} FROM {} AS p WHERE {} ORDER BY created_at, id LIMIT %s"
         ).format(PRODUCT_JSON, self.table, sql.SQL(" AND ").join(where))
         async with self.pool.connection() as conn:
             cur = await conn.execute(query, args, prepare=True)
