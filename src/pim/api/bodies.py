@@ -4,7 +4,7 @@ turned into a problem that names the field (``variants[0].sku``)."""
 from __future__ import annotations
 
 import re
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import msgspec
 
@@ -106,12 +106,3 @@ def decode_body(
         raise ApiError(
             400, f"request body is not valid JSON: {exc}", slug="malformed-json"
         ) from None
-
-
-def provided_fields(struct: msgspec.Struct, *, ignore: frozenset[str]) -> dict[str, Any]:
-    """The fields a client actually sent (UNSET ones left out), minus read-only ones."""
-    return {
-        name: getattr(struct, name)
-        for name in struct.__struct_fields__
-        if name not in ignore and getattr(struct, name) is not msgspec.UNSET
-    }

@@ -13,11 +13,11 @@ from pim.api.bodies import decode_body
 from pim.api.http import (
     AnyRequest,
     context_of,
-    etag,
     if_match_version,
     path_uuid,
     query_params,
     reads_of,
+    respond,
     services_of,
 )
 from pim.api.openapi import READ_RESPONSES, WRITE_RESPONSES, body_of
@@ -67,10 +67,10 @@ class ProductHistoryController(Controller):
         assert data is not None
         command = RevertProduct(ctx.actor, str(pid), data.version, if_match_version(request))
         await to_thread.run_sync(services.bus.handle, command)
-        view = await reads_of(request).resources["product"].get(ctx.tenant_id, pid)
+        view = await reads_of(request).resources["product"].get_json(ctx.tenant_id, pid)
         if view is None:
             raise NotFound("product not found")
-        return Response(view, headers={"ETag": etag(view.version)})
+        return respond(view, 200)
 
 
 class ChangeFeedController(Controller):

@@ -6,14 +6,14 @@ from typing import Any
 from urllib.parse import urlencode
 from uuid import UUID
 
-from litestar import Request
+from litestar import Request, Response
 
 from pim.api.identity import RequestContext
 from pim.api.problems import ApiError
 from pim.api.reads import ReadSide
 from pim.bootstrap import Services
 from pim.domain.errors import NotFound
-from pim.queries.pages import parse_natural
+from pim.queries.pages import Rendered, parse_natural
 
 API_PREFIX = "/api/v1/pim"
 
@@ -79,3 +79,15 @@ def next_link(request: AnyRequest, cursor: str | None) -> dict[str, str]:
 def query_params(request: AnyRequest) -> dict[str, str]:
     """Single-valued query parameters (the last value wins)."""
     return dict(request.query_params.items())
+
+
+def respond(view: Any, status: int, **headers: str) -> Response[Any]:
+    """A resource, either a read model struct or a body PostgreSQL already rendered."""
+    if isinstance(view, Rendered):
+        return Response(
+            view.body,
+            status_code=status,
+            media_type="application/json",
+            headers={"ETag": etag(view.version), **headers},
+        )
+    return Response(view, status_code=status, headers={"ETag": etag(view.version), **headers})

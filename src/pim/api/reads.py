@@ -17,42 +17,37 @@ from pim.queries.history import HistoryQueries
 from pim.queries.insights import InsightQueries
 from pim.queries.jobs import JobQueries
 from pim.queries.products import ProductQueries
-from pim.queries.views import (
-    AttributeGroupView,
-    AttributeView,
-    BrandView,
-    CategoryView,
-    MediaView,
-    TemplateView,
-    VariantView,
-)
 
 
 def resource_queries(pool: AsyncConnectionPool[AsyncConnection[Any]]) -> dict[str, Any]:
     return {
         "product": ProductQueries(pool),
-        "variant": EntityQueries(
-            pool, "variant", VariantView, filters={"sku": doc_equals("sku", "sku")}
-        ),
+        "variant": EntityQueries(pool, "variant", filters={"sku": doc_equals("sku", "sku")}),
         "category": EntityQueries(
             pool,
             "category",
-            CategoryView,
             filters={"parent_id": doc_equals("parent_id", "parent_id", uuid=True)},
         ),
-        "brand": EntityQueries(pool, "brand", BrandView),
+        "brand": EntityQueries(
+            pool,
+            "brand",
+        ),
         "attribute": EntityQueries(
             pool,
             "attribute",
-            AttributeView,
             filters={"type": doc_equals("type", "type", choices=ATTRIBUTE_TYPES)},
         ),
-        "attribute_group": EntityQueries(pool, "attribute_group", AttributeGroupView),
-        "template": EntityQueries(pool, "template", TemplateView),
+        "attribute_group": EntityQueries(
+            pool,
+            "attribute_group",
+        ),
+        "template": EntityQueries(
+            pool,
+            "template",
+        ),
         "media": EntityQueries(
             pool,
             "media",
-            MediaView,
             by_sort_order=True,
             filters={
                 "product_id": column_uuid("product_id", "product_id"),

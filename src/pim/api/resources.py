@@ -18,13 +18,13 @@ from pim.api.bodies import decode_body
 from pim.api.http import (
     AnyRequest,
     context_of,
-    etag,
     if_match_version,
     next_link,
     path_uuid,
     query_params,
     reads_of,
     resource_url,
+    respond,
     services_of,
 )
 from pim.api.inputs import READ_ONLY, provided_fields
@@ -72,18 +72,6 @@ def _values(
             raw = values.pop(name)
             nested = [provided_fields(item, ignore=READ_ONLY | {"product_id"}) for item in raw]
     return values, nested
-
-
-def _respond(view: Any, status: int, **headers: str) -> Response[Any]:
-    """A resource, either a read model struct or a body PostgreSQL already rendered."""
-    if isinstance(view, Rendered):
-        return Response(
-            view.body,
-            status_code=status,
-            media_type="application/json",
-            headers={"ETag": etag(view.version), **headers},
-        )
-    return Response(view, status_code=status, headers={"ETag": etag(view.version), **headers})
 
 
 def _location(
@@ -154,7 +142,7 @@ class ResourceEndpoints:
         outcome, _ = await to_thread.run_sync(services.bus.handle, command)
         view = await self._read(request, outcome.entity_id, None)
         location = _location(request, self.r, outcome.entity_id, pid)
-        return _respond(view, HTTP_201_CREATED, Location=location)
+        return respond(view, HTTP_201_CREATED, Location=location)
 
     async def get(
         self, request: AnyRequest, entity_id: str, product_id: str | None
@@ -163,9 +151,9 @@ class ResourceEndpoints:
         eid = path_uuid(entity_id, self.r.label)
         params = query_params(request)
         if self.r.time_travel and ("version" in params or "as_of" in params):
-            return _respond(await self._past(request, eid, params), HTTP_200_OK)
+            return respond(await self._past(request, eid, params), HTTP_200_OK)
         view = await self._read(request, str(eid), pid)
-        return _respond(view, HTTP_200_OK)
+        return respond(view, HTTP_200_OK)
 
     async def _past(self, request: AnyRequest, entity_id: UUID, params: dict[str, str]) -> Any:
         """The resource as it was at ``?version=N`` or ``?as_of=<RFC 3339>`` (from the log)."""
@@ -194,7 +182,7 @@ class ResourceEndpoints:
         )
         command = UpdateEntity(ctx.actor, self.r.entity_type, eid, values, expected, pid)
         await to_thread.run_sync(services.bus.handle, command)
-        return _respond(await self._read(request, eid, pid), HTTP_200_OK)
+        return respond(await self._read(request, eid, pid), HTTP_200_OK)
 
     async def delete(self, request: AnyRequest, entity_id: str, product_id: str | None) -> None:
         ctx, services = context_of(request), services_of(request)

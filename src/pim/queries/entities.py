@@ -47,7 +47,6 @@ class EntityQueries:
         self,
         pool: AsyncConnectionPool[AsyncConnection[Any]],
         entity_type: str,
-        view: type[msgspec.Struct],
         *,
         filters: Mapping[str, Filter] | None = None,
         by_sort_order: bool = False,
@@ -55,36 +54,9 @@ class EntityQueries:
     ) -> None:
         self.pool = pool
         self.entity_type = entity_type
-        self.view = view
         self.filters = dict(filters or {})
         self.by_sort_order = by_sort_order
         self.table = sql.Identifier(table)
-
-    def _to_view(self, row: tuple[Any, ...]) -> Any:
-        doc, entity_id, version, created_at, updated_at = row[:5]
-        return msgspec.convert(
-            {
-                **doc,
-                "id": entity_id,
-                "version": version,
-                "created_at": created_at,
-                "updated_at": updated_at,
-            },
-            self.view,
-        )
-
-    async def get(self, tenant_id: str, entity_id: UUID) -> Any | None:
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                sql.SQL(
-                    "SELECT doc, id, version, created_at, updated_at FROM {}"
-                    " WHERE tenant_id = %s AND id = %s AND entity_type = %s"
-                ).format(self.table),
-                (tenant_id, entity_id, self.entity_type),
-                prepare=True,
-            )
-            row = await cur.fetchone()
-        return self._to_view(row) if row else None
 
     async def get_json(self, tenant_id: str, entity_id: UUID) -> Rendered | None:
         async with self.pool.connection() as conn:

@@ -41,11 +41,6 @@ class ProductView(msgspec.Struct, kw_only=True):
     updated_at: datetime
 
 
-PRODUCT_COLUMNS = sql.SQL(
-    "id, title, description, category, status, brand_id, template_id, attributes,"
-    " variant_count, version, created_at, updated_at"
-)
-_FIELDS = ProductView.__struct_fields__
 # One product as JSON text, in ProductView's field order and format.
 PRODUCT_JSON = sql.SQL(
     "json_build_object('id', id, 'title', title, 'description', description,"
@@ -54,10 +49,6 @@ PRODUCT_JSON = sql.SQL(
     " 'version', version, 'created_at', " + rfc3339_sql("created_at") + ","
     " 'updated_at', " + rfc3339_sql("updated_at") + ")::text"
 )
-
-
-def _row_to_view(row: tuple[Any, ...]) -> ProductView:
-    return ProductView(**dict(zip(_FIELDS, row, strict=True)))
 
 
 def _uuid_param(name: str, value: str) -> UUID:
@@ -144,18 +135,6 @@ class ProductQueries:
     ) -> None:
         self.pool = pool
         self.table = sql.Identifier(table)
-
-    async def get(self, tenant_id: str, product_id: UUID) -> ProductView | None:
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                sql.SQL("SELECT {} FROM {} WHERE tenant_id = %s AND id = %s").format(
-                    PRODUCT_COLUMNS, self.table
-                ),
-                (tenant_id, product_id),
-                prepare=True,
-            )
-            row = await cur.fetchone()
-        return _row_to_view(row) if row else None
 
     async def get_json(self, tenant_id: str, product_id: UUID) -> Rendered | None:
         async with self.pool.connection() as conn:
