@@ -25,7 +25,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from pim.api.bodies import MAX_BODY_BYTES
-from pim.api.identity import RequestContext
+from pim.api.identity import RequestContext, header
 from pim.api.problems import ApiError
 
 IDEMPOTENCY_DDL = [
@@ -62,20 +62,13 @@ RETURNING 1
 """
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
-
-
 class IdempotencyMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
         self.pool: AsyncConnectionPool[AsyncConnection[Any]] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        key = _header(scope, b"idempotency-key") if scope["type"] == ScopeType.HTTP else None
+        key = header(scope, b"idempotency-key") if scope["type"] == ScopeType.HTTP else None
         context = scope.get("user")
         if key is None or scope.get("method") != "POST" or not isinstance(context, RequestContext):
             await self.app(scope, receive, send)

@@ -34,7 +34,8 @@ class RequestContext:
         return self.actor.tenant_id
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
+def header(scope: Scope, name: bytes) -> str | None:
+    """A request header's value from the ASGI scope (the first one), or None."""
     for key, value in scope.get("headers", ()):
         if key == name:
             return str(value.decode("latin-1"))
@@ -42,7 +43,7 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 def _uuid_header(scope: Scope, name: str) -> str:
-    raw = _header(scope, name.lower().encode())
+    raw = header(scope, name.lower().encode())
     if raw is None or not raw.strip():
         raise ApiError(400, f"header {name} is required", slug="missing-header")
     try:
@@ -56,7 +57,7 @@ def unauthorized(detail: str) -> ApiError:
 
 
 def authenticate(scope: Scope, verifier: TokenVerifier, request_id: str) -> RequestContext:
-    authorization = _header(scope, b"authorization")
+    authorization = header(scope, b"authorization")
     if not authorization:
         raise unauthorized("an Authorization: Bearer token is required")
     scheme, _, token = authorization.strip().partition(" ")
@@ -93,10 +94,10 @@ def authenticate(scope: Scope, verifier: TokenVerifier, request_id: str) -> Requ
 
 def reject_non_json_body(scope: Scope) -> None:
     """A non-empty body that is not JSON is 415 on every route (even one that ignores it)."""
-    length = _header(scope, b"content-length")
-    chunked = (_header(scope, b"transfer-encoding") or "").lower() == "chunked"
+    length = header(scope, b"content-length")
+    chunked = (header(scope, b"transfer-encoding") or "").lower() == "chunked"
     if (length and length.strip() != "0") or chunked:
-        content_type = _header(scope, b"content-type")
+        content_type = header(scope, b"content-type")
         if not is_json_media_type(content_type):
             raise ApiError(
                 415,
@@ -116,7 +117,7 @@ class IdentityMiddleware:
         if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
-        supplied = _header(scope, b"x-request-id")
+        supplied = header(scope, b"x-request-id")
         request_id = supplied if supplied and _REQUEST_ID.match(supplied) else str(uuid4())
         state: dict[str, Any] = scope.setdefault("state", {})
         state["request_id"] = request_id

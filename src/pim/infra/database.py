@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -11,6 +12,12 @@ from psycopg.conninfo import conninfo_to_dict
 
 # Serialises schema creation when several processes start at once.
 MIGRATION_LOCK_KEY = 7_201_501
+
+
+def advisory_lock_key(name: str) -> int:
+    """A PostgreSQL advisory lock key for a name, the same in every process (Python's
+    hash() is salted per process)."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 
 
 def eventsourcing_env(database_url: str, *, pool_size: int = 4) -> dict[str, str]:

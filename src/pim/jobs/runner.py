@@ -6,7 +6,6 @@ worker died continues from its progress aggregate; a per-job advisory lock keeps
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from psycopg import sql
 from pim.domain.context import Actor
 from pim.domain.ids import aggregate_id
 from pim.eventstore import CatalogStore
+from pim.infra.database import advisory_lock_key
 from pim.jobs import bulk
 from pim.jobs.domain import Job
 from pim.jobs.export import write_export
@@ -62,12 +62,6 @@ class JobContext:
     batch_size: int = bulk.BATCH_SIZE
 
 
-def _lock_key(job_id: str) -> int:
-    return int.from_bytes(
-        hashlib.sha256(f"pim:job:{job_id}".encode()).digest()[:8], "big", signed=True
-    )
-
-
 def resolve_ids(conn: psycopg.Connection[Any], tenant_id: str, selection: Selection) -> list[str]:
     """The products a selection names, fixed once when the job starts."""
     if selection.product_ids is not None:
@@ -90,7 +84,7 @@ class JobRunner:
     def run(self, tenant_id: str, job_id: str) -> None:
         with psycopg.connect(self.ctx.database_url, autocommit=True) as lock_conn:
             locked = lock_conn.execute(
-                "SELECT pg_try_advisory_lock(%s)", (_lock_key(job_id),)
+                "SELECT pg_try_advisory_lock(%s)", (advisory_lock_key(f"pim:job:{job_id}"),)
             ).fetchone()
             if not locked or not locked[0]:
                 log.info("job %s is running elsewhere", job_id)

@@ -11,7 +11,6 @@ process; views and tracking positions commit in the same transaction.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
@@ -23,6 +22,7 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 from pim.eventstore import EVENTS_TABLE, CatalogStore
+from pim.infra.database import advisory_lock_key
 from pim.projections.base import Projection
 
 log = logging.getLogger(__name__)
@@ -38,11 +38,6 @@ TRACKING_DDL = [
 BATCH_SIZE = 1000
 POLL_INTERVAL_S = 1.0
 SETTLE_S = 0.02
-
-
-def _lock_key(name: str) -> int:
-    # Stable across processes (Python's hash() is salted).
-    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 
 
 class Projector:
@@ -64,7 +59,7 @@ class Projector:
         self.projections = list(projections)
         self.group = group
         self.events_table = events_table
-        self.lock_key = _lock_key(f"pim:{group}")
+        self.lock_key = advisory_lock_key(f"pim:{group}")
         self._position = 0  # highest position known applied (only grows)
         self._local = threading.Lock()
         self._stop = threading.Event()

@@ -250,6 +250,13 @@ class ValidationView(Projection):
             cur.executemany(
                 sql.SQL("DELETE FROM {} WHERE tenant_id = %s AND id = %s").format(table), removed
             )
+        self._write_issues(cur, deletes, inserts)
+
+    def _write_issues(
+        self, cur: Cursor[Any], deletes: list[tuple[str, str]], inserts: list[tuple[Any, ...]]
+    ) -> None:
+        """Remove issues by (tenant, id); add issues given as (tenant, id, product, variant,
+        code, severity, message, detected_at)."""
         issues = self._t("validation_issues")
         if deletes:
             cur.executemany(
@@ -319,7 +326,18 @@ class ValidationView(Projection):
             if had_issue:
                 deletes.append((tenant_id, iid))
             if since is not None:
-                inserts.append((tenant_id, iid, product_id, NO_VARIANTS_MESSAGE, since))
+                inserts.append(
+                    (
+                        tenant_id,
+                        iid,
+                        product_id,
+                        None,
+                        "NO_VARIANTS",
+                        SEVERITY["NO_VARIANTS"],
+                        NO_VARIANTS_MESSAGE,
+                        since,
+                    )
+                )
             self._dirty_tenants.add(tenant_id)
         if counts:
             cur.executemany(
@@ -328,21 +346,7 @@ class ValidationView(Projection):
                 ),
                 counts,
             )
-        issues = self._t("validation_issues")
-        if deletes:
-            cur.executemany(
-                sql.SQL("DELETE FROM {} WHERE tenant_id = %s AND id = %s").format(issues), deletes
-            )
-        if inserts:
-            cur.executemany(
-                sql.SQL(
-                    "INSERT INTO {} (tenant_id, id, product_id, variant_id, code, severity,"
-                    " message, attribute_key, detected_at)"
-                    " VALUES (%s, %s, %s, NULL, 'NO_VARIANTS', 'WARNING', %s, NULL, %s)"
-                    " ON CONFLICT (tenant_id, id) DO NOTHING"
-                ).format(issues),
-                inserts,
-            )
+        self._write_issues(cur, deletes, inserts)
 
     # -- product-level rules, set-based over a scope of products --------------------------
 
