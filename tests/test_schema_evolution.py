@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from typing import Any
 
 import psycopg
 
@@ -63,3 +64,65 @@ def test_a_v1_product_created_event_loads_projects_and_shows_in_history(
     )
     stats = tenant.get("/stats").json()
     assert stats["products_by_status"]["ACTIVE"] == 1
+
+
+def _children_events(service: Service, tenant: Tenant, product_id: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(service.database_url, autocommit=True) as conn:
+        return conn.execute(
+            "SELECT originator_version, topic, state FROM catalog_events"
+            " WHERE originator_id = %s ORDER BY originator_version",
+            (f"{tenant.tenant_id}:children:{product_id}",),
+        ).fetchall()
+
+
+def test_a_product_created_with_its_variants_writes_one_children_list_event(
+    tenant: Tenant, service: Service
+) -> None:
+    created = tenant.create_product(
+        variants=[
+            {"sku": f"ONE-{uuid.uuid4().hex[:8]}-{i}", "price": "1.00", "currency": "EUR"}
+            for i in range(3)
+        ]
+    )
+    events = _children_events(service, tenant, created["id"])
+    assert [(v, t) for v, t, _ in events] == [(1, "pim.domain.indexes:Children.Started")]
+    state = json.loads(bytes(events[0][2]))
+    variant_ids = {v["id"] for v in tenant.get(f"/products/{created['id']}/variants").json()}
+    assert set(state["members"]) == variant_ids and len(variant_ids) == 3
+
+
+def test_a_v1_children_list_still_cascades_a_product_delete(
+    tenant: Tenant, service: Service
+) -> None:
+    """A children list stored before lists started with their members (class_version 1:
+    Started without members, then one Added per child) loads and cascades as before."""
+    product = tenant.create_product(title="Legacy parent")
+    variant = tenant.post(
+        f"/products/{product['id']}/variants", json={"sku": f"V1-{uuid.uuid4().hex[:8]}"}
+    )
+    assert variant.status_code == 201, variant.text
+    variant_id = variant.json()["id"]
+    [(_, _, stored)] = _children_events(service, tenant, product["id"])
+    state = json.loads(bytes(stored))
+    v1 = {k: v for k, v in state.items() if k not in ("members", "closed", "class_version")}
+    added = {**v1, "child_id": variant_id, "child_type": "variant"}
+    del added["originator_topic"]
+    with psycopg.connect(service.database_url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE catalog_events SET state = %s WHERE originator_id = %s",
+            (json.dumps(v1).encode(), f"{tenant.tenant_id}:children:{product['id']}"),
+        )
+        conn.execute(
+            "INSERT INTO catalog_events (originator_id, originator_version, topic, state)"
+            " VALUES (%s, 2, 'pim.domain.indexes:Children.Added', %s)",
+            (f"{tenant.tenant_id}:children:{product['id']}", json.dumps(added).encode()),
+        )
+    deleted = tenant.delete(f"/products/{product['id']}")
+    assert deleted.status_code == 204, deleted.text
+    # The cascade found the variant through the upcast list: it is gone, and its SKU is free.
+    assert tenant.get(f"/products/{product['id']}/variants/{variant_id}").status_code == 404
+    sku_owner = tenant.create_product(title="Reuses the SKU")
+    reused = tenant.post(
+        f"/products/{sku_owner['id']}/variants", json={"sku": variant.json()["sku"]}
+    )
+    assert reused.status_code == 201, reused.text

@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
+import msgspec
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError, StoredEvent
+from eventsourcing.persistence import IntegrityError, JSONTranscoder, StoredEvent, Transcoder
 from eventsourcing.postgres import PostgresAggregateRecorder, PostgresApplicationRecorder
 from psycopg import sql
 
@@ -85,11 +86,48 @@ class CatalogRecorder(PostgresApplicationRecorder):
         return list(range(last - len(stored_events) + 1, last + 1))
 
 
-class CatalogApplication(Application[str]):
+_decode_json = msgspec.json.Decoder().decode
+
+
+class FastJSONTranscoder(JSONTranscoder):
+    """eventsourcing's JSON format, decoded ~4x faster with msgspec.
+
+    The stored bytes are unchanged (encoding is eventsourcing's). Typed values are stored as
+    ``{"_type_": name, "_data_": ...}``; in our events they sit at the top level (the
+    timestamp). When the bytes hold more type tags than the top level explains (or anything
+    msgspec would read differently, such as NaN), eventsourcing's own decoder is used, so the
+    result is always exactly what it would give."""
+
+    def decode(self, data: bytes) -> Any:
+        try:
+            state = _decode_json(data)
+        except msgspec.DecodeError:
+            return super().decode(data)
+        tags = data.count(b'"_type_"')
+        if not tags or not isinstance(state, dict):
+            return state if not tags else super().decode(data)
+        for key, value in state.items():
+            if type(value) is dict and len(value) == 2 and "_type_" in value and "_data_" in value:
+                transcoding = self.names.get(value["_type_"])
+                if transcoding is None:
+                    return super().decode(data)  # raises eventsourcing's own error
+                state[key] = transcoding.decode(value["_data_"])
+                tags -= 1
+        return state if not tags else super().decode(data)
+
+
+class _FastDecoding(Application[str]):
+    def construct_transcoder(self) -> Transcoder:
+        transcoder = FastJSONTranscoder()
+        self.register_transcodings(transcoder)
+        return transcoder
+
+
+class CatalogApplication(_FastDecoding):
     name = "catalog"  # tables are named catalog_events
 
 
-class JobsApplication(Application[str]):
+class JobsApplication(_FastDecoding):
     name = "jobs"  # tables are named jobs_events: job progress never waits on catalog writes
 
 
@@ -147,8 +185,12 @@ class CatalogStore:
         return found
 
     def save(self, *aggregates: Any) -> int | None:
-        """Save atomically; the log position of the last event, or None if nothing changed."""
-        recordings = self.app.save(*aggregates)
+        """Save atomically; the log position of the last event, or None if nothing changed.
+
+        What ``Application.save`` does here (no snapshots, no cache), minus its runtime
+        protocol checks per aggregate, which cost ~10 us each (a tenth of a bulk batch)."""
+        events = [event for aggregate in aggregates for event in aggregate.collect_events()]
+        recordings = self.app.events.put(events) if events else []
         if not recordings:
             return None
         return max(r.notification.id for r in recordings)

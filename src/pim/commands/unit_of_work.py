@@ -22,6 +22,7 @@ class UnitOfWork:
         self._loaded: dict[str, Any] = {}
         self._touched: dict[str, Any] = {}
         self.deleted: set[str] = set()
+        self._new_children: set[str] = set()
 
     # -- loading --------------------------------------------------------------------------
 
@@ -95,6 +96,7 @@ class UnitOfWork:
         if found is None:
             found = Children.start(self.actor, full_id)
             self._loaded[full_id] = found
+            self._new_children.add(full_id)
         self.touch(found)
         assert isinstance(found, Children)
         return found
@@ -106,4 +108,11 @@ class UnitOfWork:
             self._touched[aggregate.id] = aggregate
 
     def commit(self) -> int | None:
+        for full_id in self._new_children:
+            # A list this command created is saved as its final state in one event, however
+            # many children joined it meanwhile (an import adds a product's variants one by one).
+            made = self._touched[full_id]
+            compact = Children.start(self.actor, full_id, made.members, closed=made.closed)
+            self._touched[full_id] = self._loaded[full_id] = compact
+        self._new_children.clear()
         return self.store.save(*self._touched.values())

@@ -10,7 +10,6 @@ so the base is built on ``BaseAggregate[str]`` with ``CanMutateAggregate[str]`` 
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Self
@@ -42,10 +41,22 @@ class CatalogEvent(CanMutateAggregate[str], metaclass=MetaDomainEvent):
     request_id: str
 
 
+def copy_json(value: Any) -> Any:
+    """A deep copy of JSON-shaped data (dicts and lists are copied; everything else in an
+    event's fields is immutable). Several times faster than ``deepcopy``, and every aggregate
+    load runs it."""
+    kind = type(value)
+    if kind is dict:
+        return {key: copy_json(item) for key, item in value.items()}
+    if kind is list:
+        return [copy_json(item) for item in value]
+    return value
+
+
 def merge_patch(current: Any, patch: Any) -> Any:
     """RFC 7396 merge of ``patch`` into ``current`` (objects merge by key, null removes)."""
     if not isinstance(patch, Mapping):
-        return copy.deepcopy(patch)
+        return copy_json(patch)
     merged: dict[str, Any] = dict(current) if isinstance(current, Mapping) else {}
     for key, value in patch.items():
         if value is None:
@@ -77,7 +88,7 @@ class Entity(BaseAggregate[str]):
         fields: dict[str, Any]
 
         def apply(self, aggregate: Any) -> None:
-            aggregate.fields = copy.deepcopy(self.fields)
+            aggregate.fields = copy_json(self.fields)
             aggregate.deleted = False
 
     class Updated(Event):
@@ -85,7 +96,7 @@ class Entity(BaseAggregate[str]):
 
         def apply(self, aggregate: Any) -> None:
             for name, change in self.changes.items():
-                aggregate.fields[name] = copy.deepcopy(change["to"])
+                aggregate.fields[name] = copy_json(change["to"])
 
     class Deleted(Event):
         # The fields as they were, so the event describes what disappeared on its own
@@ -110,7 +121,7 @@ class Entity(BaseAggregate[str]):
         return cls._create(
             cls.Created,
             id=aggregate_id(actor.tenant_id, entity_id),
-            fields={**copy.deepcopy(cls.defaults), **fields},
+            fields={**copy_json(cls.defaults), **fields},
             **actor.event_meta(),
         )
 
@@ -133,7 +144,7 @@ class Entity(BaseAggregate[str]):
 
     def delete(self, actor: Actor) -> None:
         self.check_exists()
-        self.trigger_event(self.Deleted, fields=copy.deepcopy(self.fields), **actor.event_meta())
+        self.trigger_event(self.Deleted, fields=copy_json(self.fields), **actor.event_meta())
 
     # -- invariants -----------------------------------------------------------------------
 

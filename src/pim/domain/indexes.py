@@ -83,11 +83,22 @@ class Children(BaseAggregate[str]):
         pass
 
     class Started(Event, CanInitAggregate[str]):
+        """A list's first event. A list made by one command starts with its members (a
+        product imported with its variants is one event here, not one per variant)."""
+
         originator_topic: str
+        members: dict[str, str]
+        closed: bool
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["members"] = {}
+            state["closed"] = False
 
         def apply(self, aggregate: Any) -> None:
-            aggregate.members = {}
-            aggregate.closed = False
+            aggregate.members = dict(self.members)
+            aggregate.closed = self.closed
 
     class Added(Event):
         child_id: str
@@ -109,8 +120,21 @@ class Children(BaseAggregate[str]):
             aggregate.closed = True
 
     @classmethod
-    def start(cls, actor: Actor, aggregate_id: str) -> Self:
-        return cls._create(cls.Started, id=aggregate_id, **actor.event_meta())
+    def start(
+        cls,
+        actor: Actor,
+        aggregate_id: str,
+        members: dict[str, str] | None = None,
+        *,
+        closed: bool = False,
+    ) -> Self:
+        return cls._create(
+            cls.Started,
+            id=aggregate_id,
+            members=dict(members or {}),
+            closed=closed,
+            **actor.event_meta(),
+        )
 
     def add(self, actor: Actor, child_id: str, child_type: str) -> None:
         if self.closed:

@@ -8,15 +8,15 @@ import functools
 from typing import Any, ClassVar
 
 from psycopg import Cursor, sql
-from psycopg.types.json import Jsonb
 
 from pim.domain.entity import Entity
 from pim.domain.ids import entity_id_of
 from pim.domain.product import Product
 from pim.domain.registry import ENTITY_CLASSES
-from pim.projections.base import EventHandler, Projection
+from pim.projections.base import EventHandler, Projection, RowsStatement
 
-LIFTED = ("product_id", "variant_id", "sort_order")
+# Fields lifted out of ``doc`` into columns (lists filter and sort on them), and their types.
+LIFTED = {"product_id": "uuid", "variant_id": "uuid", "sort_order": "int"}
 
 
 class EntitiesView(Projection):
@@ -50,31 +50,34 @@ class EntitiesView(Projection):
         ]
 
     def on_created(self, cur: Cursor[Any], event: Entity.Created, position: int) -> None:
-        entity_type = _TYPE_OF_TOPIC[type(event)]
         fields = event.fields
-        self.defer_insert(
-            self._insert_sql,
-            (
-                event.tenant_id,
-                entity_type,
-                entity_id_of(event.originator_id),
-                fields.get("product_id"),
-                fields.get("variant_id"),
-                fields.get("sort_order") or 0,
-                Jsonb(fields),
-                event.originator_version,
-                event.timestamp,
-                event.timestamp,
-            ),
+        self.defer(
+            self._insert,
+            {
+                "tenant_id": event.tenant_id,
+                "entity_type": _TYPE_OF_TOPIC[type(event)],
+                "id": entity_id_of(event.originator_id),
+                "product_id": fields.get("product_id"),
+                "variant_id": fields.get("variant_id"),
+                "sort_order": fields.get("sort_order") or 0,
+                "doc": fields,
+                "version": event.originator_version,
+                "ts": event.timestamp,
+            },
         )
 
     @functools.cached_property
-    def _insert_sql(self) -> sql.Composed:
-        return sql.SQL(
-            "INSERT INTO {} (tenant_id, entity_type, id, product_id, variant_id, sort_order,"
-            " doc, version, created_at, updated_at)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-        ).format(sql.Identifier(self.table("entities_view")))
+    def _insert(self) -> RowsStatement:
+        return RowsStatement(
+            sql.SQL(
+                "INSERT INTO {} (tenant_id, entity_type, id, product_id, variant_id, sort_order,"
+                " doc, version, created_at, updated_at)"
+                " SELECT tenant_id, entity_type, id, product_id, variant_id, sort_order, doc,"
+                " version, ts, ts FROM jsonb_to_recordset(%s::jsonb) AS r(tenant_id uuid,"
+                " entity_type text, id uuid, product_id uuid, variant_id uuid, sort_order int,"
+                " doc jsonb, version int, ts timestamptz)"
+            ).format(sql.Identifier(self.table("entities_view")))
+        )
 
     def begin(self) -> None:
         self._inserts = []
@@ -86,34 +89,57 @@ class EntitiesView(Projection):
         new_values = {name: change["to"] for name, change in event.changes.items()}
         lifted = tuple(column for column in LIFTED if column in new_values)
 
-        def build() -> sql.Composed:
-            assignments: list[sql.Composable] = [
-                sql.SQL("doc = doc || %s"),
-                sql.SQL("version = %s"),
-                sql.SQL("updated_at = %s"),
-                *(sql.SQL("{} = %s").format(sql.Identifier(column)) for column in lifted),
+        def build() -> RowsStatement:
+            assignments = [
+                sql.SQL("doc = e.doc || r.patch, version = r.version, updated_at = r.ts"),
+                *(
+                    sql.SQL("{} = r.{}").format(sql.Identifier(column), sql.Identifier(column))
+                    for column in lifted
+                ),
             ]
-            return sql.SQL("UPDATE {} SET {} WHERE tenant_id = %s AND id = %s").format(
-                sql.Identifier(self.table("entities_view")), sql.SQL(", ").join(assignments)
+            types = [
+                sql.SQL(", {} {}").format(sql.Identifier(column), sql.SQL(LIFTED[column]))
+                for column in lifted
+            ]
+            return RowsStatement(
+                sql.SQL(
+                    "UPDATE {t} AS e SET {assignments} FROM jsonb_to_recordset(%s::jsonb)"
+                    " AS r(tenant_id uuid, id uuid, patch jsonb, version int, ts timestamptz"
+                    "{types}) WHERE e.tenant_id = r.tenant_id AND e.id = r.id"
+                ).format(
+                    t=sql.Identifier(self.table("entities_view")),
+                    assignments=sql.SQL(", ").join(assignments),
+                    types=sql.SQL("").join(types),
+                ),
+                key=("tenant_id", "id"),
             )
 
-        params: list[Any] = [Jsonb(new_values), event.originator_version, event.timestamp]
+        row: dict[str, Any] = {
+            "tenant_id": event.tenant_id,
+            "id": entity_id_of(event.originator_id),
+            "patch": new_values,
+            "version": event.originator_version,
+            "ts": event.timestamp,
+        }
         for column in lifted:
             value = new_values[column]
-            params.append((value or 0) if column == "sort_order" else value)
-        self.defer_insert(
-            self.statement(("update", lifted), build),
-            (*params, event.tenant_id, entity_id_of(event.originator_id)),
-        )
+            row[column] = (value or 0) if column == "sort_order" else value
+        self.defer(self.statement(("update", lifted), build), row)
 
     def on_deleted(self, cur: Cursor[Any], event: Entity.Deleted, position: int) -> None:
         statement = self.statement(
             "delete",
-            lambda: sql.SQL("DELETE FROM {} WHERE tenant_id = %s AND id = %s").format(
-                sql.Identifier(self.table("entities_view"))
+            lambda: RowsStatement(
+                sql.SQL(
+                    "DELETE FROM {} AS e USING jsonb_to_recordset(%s::jsonb)"
+                    " AS r(tenant_id uuid, id uuid)"
+                    " WHERE e.tenant_id = r.tenant_id AND e.id = r.id"
+                ).format(sql.Identifier(self.table("entities_view")))
             ),
         )
-        self.defer_insert(statement, (event.tenant_id, entity_id_of(event.originator_id)))
+        self.defer(
+            statement, {"tenant_id": event.tenant_id, "id": entity_id_of(event.originator_id)}
+        )
 
     handlers: ClassVar[dict[type[Any], EventHandler]] = {}
 

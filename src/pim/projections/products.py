@@ -6,19 +6,22 @@ import functools
 from typing import Any, ClassVar
 
 from psycopg import Cursor, sql
-from psycopg.types.json import Jsonb
 
 from pim.domain.ids import entity_id_of
 from pim.domain.product import Product
 from pim.domain.variant import Variant
-from pim.projections.base import EventHandler, Projection
+from pim.projections.base import EventHandler, Projection, RowsStatement
 
-# Product fields and the view columns that hold them.
-COLUMNS = ("title", "description", "category", "status", "brand_id", "template_id", "attributes")
-
-
-def _column_value(name: str, value: Any) -> Any:
-    return Jsonb(value) if name == "attributes" else value
+# Product fields, the view columns that hold them, and their types.
+COLUMNS = {
+    "title": "text",
+    "description": "text",
+    "category": "text",
+    "status": "text",
+    "brand_id": "uuid",
+    "template_id": "uuid",
+    "attributes": "jsonb",
+}
 
 
 class ProductsView(Projection):
@@ -48,55 +51,70 @@ class ProductsView(Projection):
         ]
 
     @functools.cached_property
-    def _insert_sql(self) -> sql.Composed:
-        return sql.SQL(
-            "INSERT INTO {} (tenant_id, id, title, description, category, status, brand_id,"
-            " template_id, attributes, version, created_at, updated_at)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-        ).format(sql.Identifier(self.table("products_view")))
+    def _insert(self) -> RowsStatement:
+        return RowsStatement(
+            sql.SQL(
+                "INSERT INTO {} (tenant_id, id, title, description, category, status, brand_id,"
+                " template_id, attributes, version, created_at, updated_at)"
+                " SELECT tenant_id, id, title, description, category, status, brand_id,"
+                " template_id, COALESCE(attributes, '{{}}'), version, ts, ts"
+                " FROM jsonb_to_recordset(%s::jsonb) AS r(tenant_id uuid, id uuid, title text,"
+                " description text, category text, status text, brand_id uuid,"
+                " template_id uuid, attributes jsonb, version int, ts timestamptz)"
+            ).format(sql.Identifier(self.table("products_view")))
+        )
 
     def on_created(self, cur: Cursor[Any], event: Product.Created, position: int) -> None:
         fields = event.fields
-        self.defer_insert(
-            self._insert_sql,
-            (
-                event.tenant_id,
-                entity_id_of(event.originator_id),
-                fields["title"],
-                fields.get("description"),
-                fields.get("category"),
-                fields["status"],
-                fields.get("brand_id"),
-                fields.get("template_id"),
-                Jsonb(fields.get("attributes") or {}),
-                event.originator_version,
-                event.timestamp,
-                event.timestamp,
-            ),
+        self.defer(
+            self._insert,
+            {
+                "tenant_id": event.tenant_id,
+                "id": entity_id_of(event.originator_id),
+                **{name: fields.get(name) for name in COLUMNS},
+                "version": event.originator_version,
+                "ts": event.timestamp,
+            },
         )
 
     def on_updated(self, cur: Cursor[Any], event: Product.Updated, position: int) -> None:
         names = tuple(name for name in event.changes if name in COLUMNS)
 
-        def build() -> sql.Composed:
-            assignments: list[sql.Composable] = [
-                sql.SQL("{} = %s").format(sql.Identifier(name)) for name in names
+        def build() -> RowsStatement:
+            assignments = [
+                sql.SQL(
+                    "{} = COALESCE(r.{}, '{{}}')" if name == "attributes" else "{} = r.{}"
+                ).format(sql.Identifier(name), sql.Identifier(name))
+                for name in names
             ]
-            assignments += [sql.SQL("version = %s"), sql.SQL("updated_at = %s")]
-            return sql.SQL("UPDATE {} SET {} WHERE tenant_id = %s AND id = %s").format(
-                sql.Identifier(self.table("products_view")), sql.SQL(", ").join(assignments)
+            types = [
+                sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(COLUMNS[name]))
+                for name in names
+            ]
+            return RowsStatement(
+                sql.SQL(
+                    "UPDATE {t} AS p SET {assignments} FROM jsonb_to_recordset(%s::jsonb)"
+                    " AS r(tenant_id uuid, id uuid, version int, ts timestamptz{types})"
+                    " WHERE p.tenant_id = r.tenant_id AND p.id = r.id"
+                ).format(
+                    t=sql.Identifier(self.table("products_view")),
+                    assignments=sql.SQL(", ").join(
+                        [*assignments, sql.SQL("version = r.version, updated_at = r.ts")]
+                    ),
+                    types=sql.SQL("").join(sql.SQL(", ") + t for t in types),
+                ),
+                key=("tenant_id", "id"),
             )
 
-        params = [_column_value(n, event.changes[n]["to"]) for n in names]
-        self.defer_insert(
+        self.defer(
             self.statement(("update", names), build),
-            (
-                *params,
-                event.originator_version,
-                event.timestamp,
-                event.tenant_id,
-                entity_id_of(event.originator_id),
-            ),
+            {
+                "tenant_id": event.tenant_id,
+                "id": entity_id_of(event.originator_id),
+                "version": event.originator_version,
+                "ts": event.timestamp,
+                **{name: event.changes[name]["to"] for name in names},
+            },
         )
 
     def on_deleted(self, cur: Cursor[Any], event: Product.Deleted, position: int) -> None:

@@ -22,7 +22,7 @@ from pim.domain.category import Category
 from pim.domain.ids import entity_id_of
 from pim.domain.product import Product
 from pim.domain.variant import Variant, is_valid_gtin
-from pim.projections.base import EventHandler, Projection
+from pim.projections.base import EventHandler, Projection, RowsStatement
 
 SKU_CONVENTION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -71,6 +71,27 @@ def variant_issues(fields: dict[str, Any]) -> list[tuple[str, str]]:
     if fields.get("price") is None:
         out.append(("MISSING_PRICE", f"Variant '{sku}' has no price, so it cannot be sold."))
     return out
+
+
+def _issue_row(
+    tenant_id: str,
+    issue: str,
+    product_id: str,
+    variant_id: str | None,
+    code: str,
+    message: str,
+    detected_at: Any,
+) -> dict[str, Any]:
+    return {
+        "tenant_id": tenant_id,
+        "id": issue,
+        "product_id": product_id,
+        "variant_id": variant_id,
+        "code": code,
+        "severity": SEVERITY[code],
+        "message": message,
+        "detected_at": detected_at,
+    }
 
 
 class ValidationView(Projection):
@@ -201,10 +222,10 @@ class ValidationView(Projection):
             (tenants, ids),
         ).fetchall():
             existing.setdefault((str(row[0]), str(row[1])), set()).add(str(row[2]))
-        upserts: list[tuple[Any, ...]] = []
-        removed: list[tuple[str, str]] = []
-        inserts: list[tuple[Any, ...]] = []
-        deletes: list[tuple[str, str]] = []
+        upserts: list[dict[str, Any]] = []
+        removed: list[dict[str, Any]] = []
+        inserts: list[dict[str, Any]] = []
+        deletes: list[dict[str, Any]] = []
         for (tenant_id, variant_id), steps in self._variant_steps.items():
             product_id, fields = base.get((tenant_id, variant_id), ("", None))
             before = existing.get((tenant_id, variant_id), set())
@@ -226,52 +247,77 @@ class ValidationView(Projection):
                 for iid, value in desired.items():
                     present.setdefault(iid, value)
             if fields is None:
-                removed.append((tenant_id, variant_id))
+                removed.append({"tenant_id": tenant_id, "id": variant_id})
             else:
-                upserts.append((tenant_id, variant_id, product_id, Jsonb(fields)))
+                upserts.append(
+                    {
+                        "tenant_id": tenant_id,
+                        "id": variant_id,
+                        "product_id": product_id,
+                        "fields": fields,
+                    }
+                )
             for iid in before - set(present):
-                deletes.append((tenant_id, iid))
+                deletes.append({"tenant_id": tenant_id, "id": iid})
             for iid, (code, message, ts) in present.items():
                 if ts is not None:
                     inserts.append(
-                        (tenant_id, iid, product_id, variant_id, code, SEVERITY[code], message, ts)
+                        _issue_row(tenant_id, iid, product_id, variant_id, code, message, ts)
                     )
             self._dirty_tenants.add(tenant_id)
-        table = self._t("validation_variants")
-        if upserts:
-            cur.executemany(
-                sql.SQL(
-                    "INSERT INTO {} (tenant_id, id, product_id, fields) VALUES (%s, %s, %s, %s)"
-                    " ON CONFLICT (tenant_id, id) DO UPDATE SET fields = EXCLUDED.fields"
-                ).format(table),
-                upserts,
-            )
-        if removed:
-            cur.executemany(
-                sql.SQL("DELETE FROM {} WHERE tenant_id = %s AND id = %s").format(table), removed
-            )
+        self._variant_rows["upsert"].execute(cur, upserts)
+        self._variant_rows["delete"].execute(cur, removed)
         self._write_issues(cur, deletes, inserts)
 
-    def _write_issues(
-        self, cur: Cursor[Any], deletes: list[tuple[str, str]], inserts: list[tuple[Any, ...]]
-    ) -> None:
-        """Remove issues by (tenant, id); add issues given as (tenant, id, product, variant,
-        code, severity, message, detected_at)."""
+    @functools.cached_property
+    def _variant_rows(self) -> dict[str, RowsStatement]:
+        table = self._t("validation_variants")
+        return {
+            "upsert": RowsStatement(
+                sql.SQL(
+                    "INSERT INTO {} (tenant_id, id, product_id, fields)"
+                    " SELECT tenant_id, id, product_id, fields FROM jsonb_to_recordset(%s::jsonb)"
+                    " AS r(tenant_id uuid, id uuid, product_id uuid, fields jsonb)"
+                    " ON CONFLICT (tenant_id, id) DO UPDATE SET fields = EXCLUDED.fields"
+                ).format(table)
+            ),
+            "delete": RowsStatement(
+                sql.SQL(
+                    "DELETE FROM {} AS v USING jsonb_to_recordset(%s::jsonb)"
+                    " AS r(tenant_id uuid, id uuid) WHERE v.tenant_id = r.tenant_id AND v.id = r.id"
+                ).format(table)
+            ),
+        }
+
+    @functools.cached_property
+    def _issue_rows(self) -> dict[str, RowsStatement]:
         issues = self._t("validation_issues")
-        if deletes:
-            cur.executemany(
-                sql.SQL("DELETE FROM {} WHERE tenant_id = %s AND id = %s").format(issues), deletes
-            )
-        if inserts:
-            cur.executemany(
+        return {
+            "delete": RowsStatement(
+                sql.SQL(
+                    "DELETE FROM {} AS i USING jsonb_to_recordset(%s::jsonb)"
+                    " AS r(tenant_id uuid, id uuid) WHERE i.tenant_id = r.tenant_id AND i.id = r.id"
+                ).format(issues)
+            ),
+            "insert": RowsStatement(
                 sql.SQL(
                     "INSERT INTO {} (tenant_id, id, product_id, variant_id, code, severity,"
                     " message, attribute_key, detected_at)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s, NULL, %s)"
+                    " SELECT tenant_id, id, product_id, variant_id, code, severity, message, NULL,"
+                    " detected_at FROM jsonb_to_recordset(%s::jsonb) AS r(tenant_id uuid, id uuid,"
+                    " product_id uuid, variant_id uuid, code text, severity text, message text,"
+                    " detected_at timestamptz)"
                     " ON CONFLICT (tenant_id, id) DO NOTHING"
-                ).format(issues),
-                inserts,
-            )
+                ).format(issues)
+            ),
+        }
+
+    def _write_issues(
+        self, cur: Cursor[Any], deletes: list[dict[str, Any]], inserts: list[dict[str, Any]]
+    ) -> None:
+        """Remove issues by (tenant_id, id); add issues made by _issue_row."""
+        self._issue_rows["delete"].execute(cur, deletes)
+        self._issue_rows["insert"].execute(cur, inserts)
 
     def _flush_variant_counts(self, cur: Cursor[Any]) -> None:
         """Replay variant count changes; NO_VARIANTS is there exactly while the count is 0."""
@@ -301,9 +347,9 @@ class ValidationView(Projection):
             ).fetchall()
         )
         base.update({(str(r[0]), str(r[1])): (int(r[2]), bool(r[3])) for r in rows})
-        counts: list[tuple[int, str, str]] = []
-        deletes: list[tuple[str, str]] = []
-        inserts: list[tuple[Any, ...]] = []
+        counts: list[dict[str, Any]] = []
+        deletes: list[dict[str, Any]] = []
+        inserts: list[dict[str, Any]] = []
         for (tenant_id, product_id), steps in self._count_steps.items():
             if (tenant_id, product_id) not in base:
                 continue  # deleted in this batch: its issues went with it
@@ -319,33 +365,26 @@ class ValidationView(Projection):
                 elif since is None:
                     since = ts
             if count != base[(tenant_id, product_id)][0]:
-                counts.append((count, tenant_id, product_id))
+                counts.append({"tenant_id": tenant_id, "id": product_id, "variant_count": count})
             if since == "before":
                 continue
             iid = issue_id(product_id, None, "NO_VARIANTS", None, NO_VARIANTS_MESSAGE)
             if had_issue:
-                deletes.append((tenant_id, iid))
+                deletes.append({"tenant_id": tenant_id, "id": iid})
             if since is not None:
                 inserts.append(
-                    (
-                        tenant_id,
-                        iid,
-                        product_id,
-                        None,
-                        "NO_VARIANTS",
-                        SEVERITY["NO_VARIANTS"],
-                        NO_VARIANTS_MESSAGE,
-                        since,
+                    _issue_row(
+                        tenant_id, iid, product_id, None, "NO_VARIANTS", NO_VARIANTS_MESSAGE, since
                     )
                 )
             self._dirty_tenants.add(tenant_id)
-        if counts:
-            cur.executemany(
-                sql.SQL("UPDATE {} SET variant_count = %s WHERE tenant_id = %s AND id = %s").format(
-                    self._t("validation_products")
-                ),
-                counts,
-            )
+        RowsStatement(
+            sql.SQL(
+                "UPDATE {} AS p SET variant_count = r.variant_count FROM jsonb_to_recordset("
+                "%s::jsonb) AS r(tenant_id uuid, id uuid, variant_count int)"
+                " WHERE p.tenant_id = r.tenant_id AND p.id = r.id"
+            ).format(self._t("validation_products"))
+        ).execute(cur, counts)
         self._write_issues(cur, deletes, inserts)
 
     # -- product-level rules, set-based over a scope of products --------------------------
@@ -436,24 +475,29 @@ class ValidationView(Projection):
     # -- event handlers -------------------------------------------------------------------
 
     @functools.cached_property
-    def _upsert_product_sql(self) -> sql.Composed:
-        return sql.SQL(
-            "INSERT INTO {} (tenant_id, id, category, template_id, attributes)"
-            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (tenant_id, id) DO UPDATE SET"
-            " category = EXCLUDED.category, template_id = EXCLUDED.template_id,"
-            " attributes = EXCLUDED.attributes"
-        ).format(self._t("validation_products"))
+    def _upsert_product_rows(self) -> RowsStatement:
+        return RowsStatement(
+            sql.SQL(
+                "INSERT INTO {} (tenant_id, id, category, template_id, attributes)"
+                " SELECT tenant_id, id, category, template_id, attributes"
+                " FROM jsonb_to_recordset(%s::jsonb) AS r(tenant_id uuid, id uuid,"
+                " category text, template_id uuid, attributes jsonb)"
+                " ON CONFLICT (tenant_id, id) DO UPDATE SET category = EXCLUDED.category,"
+                " template_id = EXCLUDED.template_id, attributes = EXCLUDED.attributes"
+            ).format(self._t("validation_products")),
+            key=("tenant_id", "id"),
+        )
 
     def _upsert_product(self, cur: Cursor[Any], event: Any, fields: dict[str, Any]) -> None:
-        self.defer_insert(
-            self._upsert_product_sql,
-            (
-                event.tenant_id,
-                entity_id_of(event.originator_id),
-                fields.get("category"),
-                fields.get("template_id"),
-                Jsonb(fields.get("attributes") or {}),
-            ),
+        self.defer(
+            self._upsert_product_rows,
+            {
+                "tenant_id": event.tenant_id,
+                "id": entity_id_of(event.originator_id),
+                "category": fields.get("category"),
+                "template_id": fields.get("template_id"),
+                "attributes": fields.get("attributes") or {},
+            },
         )
 
     def on_product_created(self, cur: Cursor[Any], event: Product.Created, pos: int) -> None:
