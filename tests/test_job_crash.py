@@ -3,6 +3,7 @@ worker killed with SIGKILL in the middle of a bulk job (every item applied exact
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -75,32 +76,64 @@ def test_a_job_accepted_while_redis_is_down_runs_once_redis_is_back(
         api.stop()
 
 
+def kill_mid_job(
+    tenant: Tenant, job_id: str, worker: subprocess.Popen[bytes], items: int
+) -> dict[str, Any]:
+    """SIGKILL the worker once the job is between 5% and 80% done; the job as left."""
+    wait_for_job(
+        tenant,
+        job_id,
+        timeout=300,
+        until=lambda j: items * 0.05 < j["processed_items"] < items * 0.8,
+    )
+    worker.send_signal(signal.SIGKILL)
+    worker.wait(timeout=30)
+    stalled: dict[str, Any] = tenant.get(f"/bulk-jobs/{job_id}").json()
+    assert stalled["status"] == "PROCESSING" and stalled["processed_items"] < items, stalled
+    return stalled
+
+
+def log_counts(database_url: str, tenant_id: str) -> dict[str, int]:
+    """Events per topic in the tenant's catalog log: the proof of exactly once."""
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT topic, count(*) FROM catalog_events WHERE originator_id LIKE %s GROUP BY 1",
+            (f"{tenant_id}:%",),
+        ).fetchall()
+    return {str(topic): int(n) for topic, n in rows}
+
+
 @pytest.mark.slow
 def test_a_worker_killed_mid_job_resumes_and_applies_every_item_exactly_once(
     split_env: dict[str, str], tmp_path: Path
 ) -> None:
-    items = 2_000
-    env = {**split_env, "PIM_JOB_BATCH_SIZE": "20"}
+    """Two 100,000-item jobs, each with its worker SIGKILLed in the middle: an import (every
+    product created once) and a price multiply (not idempotent: twice would give 12.10)."""
+    items = 100_000
+    env = split_env
     api = start_service(env, tmp_path / "api.log", command="api")
     worker = start_worker(env, tmp_path / "worker1.log")
     try:
         tenant = Tenant(api.base_url)
-        # Seed the catalog with one import job: 2,000 products, each with a priced variant.
         products = [
-            {
-                "title": f"Item {i}",
-                "variants": [{"sku": f"CRASH-{i}", "price": "10.00", "currency": "USD"}],
-            }
+            {"title": f"I{i}", "variants": [{"sku": f"C{i}", "price": "10.00", "currency": "USD"}]}
             for i in range(items)
         ]
         seeded = tenant.post(
             "/bulk-jobs", json={"type": "BULK_IMPORT", "payload": {"products": products}}
         )
         assert seeded.status_code == 202, seeded.text
-        imported = wait_for_job(tenant, seeded.json()["id"], timeout=300)
-        assert imported["succeeded_items"] == items, imported
+        import_id = seeded.json()["id"]
+        kill_mid_job(tenant, import_id, worker, items)
+        worker = start_worker(env, tmp_path / "worker2.log")
+        imported = wait_for_job(tenant, import_id, timeout=600)
+        assert imported["status"] == "COMPLETED", imported
+        assert imported["processed_items"] == imported["succeeded_items"] == items, imported
+        counts = log_counts(env["PIM_DATABASE_URL"], tenant.tenant_id)
+        assert counts["pim.domain.product:Product.Created"] == items
+        assert counts["pim.domain.variant:Variant.Created"] == items
+        assert counts["pim.domain.indexes:UniqueKey.Claimed"] == items  # one SKU each
 
-        # A non-idempotent change: applied twice, a price would be 12.10, not 11.00.
         update = tenant.post(
             "/bulk-jobs",
             json={
@@ -108,22 +141,19 @@ def test_a_worker_killed_mid_job_resumes_and_applies_every_item_exactly_once(
                 "payload": {"filter": {}, "price": {"op": "multiply", "value": "1.10"}},
             },
         )
+        assert update.status_code == 202, update.text
         job_id = update.json()["id"]
-        wait_for_job(
-            tenant, job_id, timeout=120, until=lambda j: 0 < j["processed_items"] < items * 0.8
-        )
-        worker.send_signal(signal.SIGKILL)
-        worker.wait(timeout=30)
-        stalled = tenant.get(f"/bulk-jobs/{job_id}").json()
-        assert stalled["status"] == "PROCESSING" and stalled["processed_items"] < items
-
-        worker = start_worker(env, tmp_path / "worker2.log")
-        job = wait_for_job(tenant, job_id, timeout=300)
+        kill_mid_job(tenant, job_id, worker, items)
+        worker = start_worker(env, tmp_path / "worker3.log")
+        job = wait_for_job(tenant, job_id, timeout=600)
         assert job["status"] == "COMPLETED", job
         assert job["processed_items"] == job["succeeded_items"] == items
         assert job["failed_items"] == 0
 
-        # Every variant was multiplied exactly once (read model; equal to the log, below).
+        # Every variant was multiplied exactly once: one price event each in the log, and the
+        # read model agrees (and equals a rebuild, below).
+        counts = log_counts(env["PIM_DATABASE_URL"], tenant.tenant_id)
+        assert counts["pim.domain.variant:Variant.Updated"] == items
         with psycopg.connect(env["PIM_DATABASE_URL"]) as conn:
             prices = dict(
                 conn.execute(
@@ -133,9 +163,12 @@ def test_a_worker_killed_mid_job_resumes_and_applies_every_item_exactly_once(
                 ).fetchall()
             )
         assert prices == {"11.00": items}
-        assert tenant.get("/stats").json()["total_products"] == items
-        results = tenant.get(f"/bulk-jobs/{job_id}/result").text.splitlines()
-        assert len(results) == items  # one result per item, none repeated
+        stats = tenant.get("/stats").json()
+        assert (stats["total_products"], stats["total_variants"]) == (items, items)
+        for finished in (import_id, job_id):
+            results = tenant.get(f"/bulk-jobs/{finished}/result").text.splitlines()
+            indexes = [json.loads(line)["index"] for line in results]
+            assert sorted(indexes) == list(range(items))  # one result per item, none repeated
 
         # The read models equal a rebuild from the log.
         for name in ("products", "entities", "validation", "stats"):
@@ -144,7 +177,7 @@ def test_a_worker_killed_mid_job_resumes_and_applies_every_item_exactly_once(
                 env={**os.environ, **env},
                 capture_output=True,
                 text=True,
-                timeout=300,
+                timeout=600,
             )
             assert verify.returncode == 0, verify.stdout + verify.stderr
     finally:

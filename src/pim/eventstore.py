@@ -187,13 +187,15 @@ class CatalogStore:
     def save(self, *aggregates: Any) -> int | None:
         """Save atomically; the log position of the last event, or None if nothing changed.
 
-        What ``Application.save`` does here (no snapshots, no cache), minus its runtime
-        protocol checks per aggregate, which cost ~10 us each (a tenth of a bulk batch)."""
-        events = [event for aggregate in aggregates for event in aggregate.collect_events()]
-        recordings = self.app.events.put(events) if events else []
-        if not recordings:
+        What ``Application.save`` does here (no snapshots, no cache), minus what costs and is
+        not used: runtime protocol checks per aggregate and a Recording object per event
+        (together a sixth of a bulk batch's time)."""
+        to_stored = self.app.mapper.to_stored_event
+        stored = [to_stored(e) for aggregate in aggregates for e in aggregate.collect_events()]
+        if not stored:
             return None
-        return max(r.notification.id for r in recordings)
+        positions = self.app.recorder.insert_events(stored)
+        return max(positions) if positions else None
 
     def decode(self, originator_id: str, version: int, topic: str, state: bytes) -> Any:
         return self.app.mapper.to_domain_event(

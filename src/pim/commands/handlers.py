@@ -77,9 +77,16 @@ def create_in(uow: UnitOfWork, cmd: CreateEntity) -> None:
             raise NotFound(f"{parent_type.entity_type} not found")
         uow.get(parent_type, cmd.parent_id)
     _create(uow, cmd.entity_type, cmd.entity_id, cmd.values, cmd.parent_id)
-    for index, variant_values in enumerate(cmd.variants):
+    if not cmd.variants:
+        return
+    variant_ids = [new_id() for _ in cmd.variants]
+    # The product's children list starts with its variants (one event, not one per variant).
+    uow.children(cmd.entity_id, joining=dict.fromkeys(variant_ids, Variant.entity_type))
+    for index, (variant_id, variant_values) in enumerate(
+        zip(variant_ids, cmd.variants, strict=True)
+    ):
         try:
-            _create(uow, Variant.entity_type, new_id(), variant_values, cmd.entity_id)
+            _create(uow, Variant.entity_type, variant_id, variant_values, cmd.entity_id)
         except ValidationFailed as error:
             raise _prefixed(error, f"variants[{index}]") from None
 

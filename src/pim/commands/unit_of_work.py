@@ -90,11 +90,13 @@ class UnitOfWork:
         found = self._get(children_id(self.actor.tenant_id, parent_id))
         return found if isinstance(found, Children) else None
 
-    def children(self, parent_id: str) -> Children:
+    def children(self, parent_id: str, *, joining: dict[str, str] | None = None) -> Children:
+        """A parent's children list, started if it has none. ``joining`` (child id -> type)
+        are children about to be added: a new list starts with them in its first event."""
         full_id = children_id(self.actor.tenant_id, parent_id)
         found = self._get(full_id)
         if found is None:
-            found = Children.start(self.actor, full_id)
+            found = Children.start(self.actor, full_id, joining)
             self._loaded[full_id] = found
             self._new_children.add(full_id)
         self.touch(found)
@@ -110,8 +112,10 @@ class UnitOfWork:
     def commit(self) -> int | None:
         for full_id in self._new_children:
             # A list this command created is saved as its final state in one event, however
-            # many children joined it meanwhile (an import adds a product's variants one by one).
+            # many children joined it meanwhile.
             made = self._touched[full_id]
+            if len(made.pending_events) == 1:
+                continue  # only its first event: nothing to fold
             compact = Children.start(self.actor, full_id, made.members, closed=made.closed)
             self._touched[full_id] = self._loaded[full_id] = compact
         self._new_children.clear()

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Self
 
-from eventsourcing.domain import BaseAggregate, CanInitAggregate
+from eventsourcing.domain import BaseAggregate
 
 from pim.domain.context import Actor
-from pim.domain.entity import CatalogEvent
+from pim.domain.entity import CatalogEvent, CreationEvent
 from pim.domain.errors import Conflict, NotFound
 
 
@@ -35,8 +35,7 @@ class UniqueKey(BaseAggregate[str]):
     class Event(CatalogEvent):
         pass
 
-    class Claimed(Event, CanInitAggregate[str]):
-        originator_topic: str
+    class Claimed(Event, CreationEvent):
         owner_id: str
         label: str
 
@@ -82,11 +81,10 @@ class Children(BaseAggregate[str]):
     class Event(CatalogEvent):
         pass
 
-    class Started(Event, CanInitAggregate[str]):
+    class Started(Event, CreationEvent):
         """A list's first event. A list made by one command starts with its members (a
         product imported with its variants is one event here, not one per variant)."""
 
-        originator_topic: str
         members: dict[str, str]
         closed: bool
         class_version = 2

@@ -6,10 +6,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Self
 
-from eventsourcing.domain import BaseAggregate, CanInitAggregate
+from eventsourcing.domain import BaseAggregate
 
 from pim.domain.context import Actor
-from pim.domain.entity import CatalogEvent
+from pim.domain.entity import CatalogEvent, CreationEvent
 from pim.domain.ids import aggregate_id, entity_id_of
 
 BULK_TYPES = ("BULK_UPDATE", "BULK_DELETE", "BULK_IMPORT")
@@ -39,8 +39,7 @@ class Job(BaseAggregate[str]):
     class Event(CatalogEvent):
         pass
 
-    class Created(Event, CanInitAggregate[str]):
-        originator_topic: str
+    class Created(Event, CreationEvent):
         job_type: str
         payload: dict[str, Any]
         dry_run: bool

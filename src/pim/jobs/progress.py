@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Self
 
-from eventsourcing.domain import BaseAggregate, CanInitAggregate
+from eventsourcing.domain import BaseAggregate
 
 from pim.domain.context import Actor
-from pim.domain.entity import CatalogEvent
+from pim.domain.entity import CatalogEvent, CreationEvent
 
 
 def progress_id(tenant_id: str, job_id: str) -> str:
@@ -25,9 +25,7 @@ class JobProgress(BaseAggregate[str]):
     class Event(CatalogEvent):
         pass
 
-    class Began(Event, CanInitAggregate[str]):
-        originator_topic: str
-
+    class Began(Event, CreationEvent):
         def apply(self, aggregate: Any) -> None:
             aggregate.next_index = 0
             aggregate.succeeded = 0

@@ -146,13 +146,14 @@ class ProductsView(Projection):
         self._counts = {}
         if not counts:
             return
-        cur.execute(
+        RowsStatement(
             sql.SQL(
                 "UPDATE {t} AS p SET variant_count = p.variant_count + d.delta"
-                " FROM unnest(%s::uuid[], %s::uuid[], %s::int[]) AS d(tenant_id, id, delta)"
+                " FROM jsonb_to_recordset(%s::jsonb) AS d(tenant_id uuid, id uuid, delta int)"
                 " WHERE p.tenant_id = d.tenant_id AND p.id = d.id"
-            ).format(t=sql.Identifier(self.table("products_view"))),
-            ([k[0] for k in counts], [k[1] for k in counts], list(counts.values())),
+            ).format(t=sql.Identifier(self.table("products_view")))
+        ).execute(
+            cur, [{"tenant_id": t, "id": i, "delta": delta} for (t, i), delta in counts.items()]
         )
 
     def on_variant_created(self, cur: Cursor[Any], event: Variant.Created, position: int) -> None:

@@ -68,9 +68,27 @@ def variant_issues(fields: dict[str, Any]) -> list[tuple[str, str]]:
                 "check its length and check digit.",
             )
         )
-    if fields.get("price") is None:
+    # Rows stored before the view kept only rule inputs hold the whole field map.
+    priced = fields["priced"] if "priced" in fields else fields.get("price") is not None
+    if not priced:
         out.append(("MISSING_PRICE", f"Variant '{sku}' has no price, so it cannot be sold."))
     return out
+
+
+def rule_inputs(fields: dict[str, Any]) -> dict[str, Any]:
+    """What the variant rules read, and all the view keeps of a variant: a price change that
+    keeps a price (a bulk repricing) is then no work at all for this view."""
+    return {
+        "sku": fields.get("sku"),
+        "barcode": fields.get("barcode"),
+        "priced": fields.get("price") is not None,
+    }
+
+
+def _created(step: tuple[str, Any, bool, Any]) -> bool:
+    """A variant step that is a creation: full state, with its product."""
+    product_id, data, full, _ = step
+    return full and data is not None and bool(product_id)
 
 
 def _issue_row(
@@ -194,34 +212,45 @@ class ValidationView(Projection):
         )
 
     def _flush_variants(self, cur: Cursor[Any]) -> None:
-        # Reads use their own cursor: in pipeline mode the shared cursor may still hold the
-        # results of the statements queued before (psycopg would hand those back instead).
         if not self._variant_steps:
             return
-        keys = list(self._variant_steps)
-        tenants = [k[0] for k in keys]
-        ids = [k[1] for k in keys]
-        base = {
-            (str(r[0]), str(r[1])): (str(r[2]), r[3])
+        # A variant created in this batch starts from nothing: no stored fields or issues to
+        # read (an import's variants cost no reads at all).
+        keys = [key for key, steps in self._variant_steps.items() if not _created(steps[0])]
+        base: dict[tuple[str, str], tuple[str, Any]] = {}
+        existing: dict[tuple[str, str], set[str]] = {}
+        if keys:
+            # Reads use their own cursor: in pipeline mode the shared cursor may still hold the
+            # results of the statements queued before (psycopg would hand those back instead).
+            params = ([k[0] for k in keys], [k[1] for k in keys])
             for r in cur.connection.execute(
                 sql.SQL(
                     "SELECT v.tenant_id, v.id, v.product_id, v.fields FROM {} v"
                     " JOIN unnest(%s::uuid[], %s::uuid[]) AS k(t, i)"
                     " ON v.tenant_id = k.t AND v.id = k.i"
                 ).format(self._t("validation_variants")),
-                (tenants, ids),
-            ).fetchall()
-        }
-        existing: dict[tuple[str, str], set[str]] = {}
-        for row in cur.connection.execute(
-            sql.SQL(
-                "SELECT i.tenant_id, i.variant_id, i.id FROM {} i"
-                " JOIN unnest(%s::uuid[], %s::uuid[]) AS k(t, v)"
-                " ON i.tenant_id = k.t AND i.variant_id = k.v"
-            ).format(self._t("validation_issues")),
-            (tenants, ids),
-        ).fetchall():
-            existing.setdefault((str(row[0]), str(row[1])), set()).add(str(row[2]))
+                params,
+            ).fetchall():
+                base[(str(r[0]), str(r[1]))] = (str(r[2]), r[3])
+            for r in cur.connection.execute(
+                sql.SQL(
+                    "SELECT i.tenant_id, i.variant_id, i.id FROM {} i"
+                    " JOIN unnest(%s::uuid[], %s::uuid[]) AS k(t, v)"
+                    " ON i.tenant_id = k.t AND i.variant_id = k.v"
+                ).format(self._t("validation_issues")),
+                params,
+            ).fetchall():
+                existing.setdefault((str(r[0]), str(r[1])), set()).add(str(r[2]))
+        self._replay_variants(cur, base, existing)
+
+    def _replay_variants(
+        self,
+        cur: Cursor[Any],
+        base: dict[tuple[str, str], tuple[str, Any]],
+        existing: dict[tuple[str, str], set[str]],
+    ) -> None:
+        """Replay the batch's variant steps over their stored (product, fields) and issue ids;
+        write the outcome."""
         upserts: list[dict[str, Any]] = []
         removed: list[dict[str, Any]] = []
         inserts: list[dict[str, Any]] = []
@@ -553,11 +582,19 @@ class ValidationView(Projection):
 
     def on_variant_created(self, cur: Cursor[Any], event: Variant.Created, pos: int) -> None:
         product_id = event.fields["product_id"]
-        self._variant_step(event, product_id, event.fields, True)
+        self._variant_step(event, product_id, rule_inputs(event.fields), True)
         self._count_steps.setdefault((event.tenant_id, product_id), []).append((1, event.timestamp))
 
     def on_variant_updated(self, cur: Cursor[Any], event: Variant.Updated, pos: int) -> None:
-        self._variant_step(event, "", {k: c["to"] for k, c in event.changes.items()}, False)
+        changes = event.changes
+        inputs: dict[str, Any] = {
+            name: changes[name]["to"] for name in ("sku", "barcode") if name in changes
+        }
+        price = changes.get("price")
+        if price is not None and (price["from"] is None) != (price["to"] is None):
+            inputs["priced"] = price["to"] is not None
+        if inputs:
+            self._variant_step(event, "", inputs, False)
 
     def on_variant_deleted(self, cur: Cursor[Any], event: Variant.Deleted, pos: int) -> None:
         product_id = event.fields["product_id"]
