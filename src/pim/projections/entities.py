@@ -38,7 +38,7 @@ class EntitiesView(Projection):
                 created_at timestamptz NOT NULL,
                 updated_at timestamptz NOT NULL,
                 PRIMARY KEY (tenant_id, id)
-            )""",
+            ) WITH (fillfactor = 70)""",
             f"CREATE INDEX IF NOT EXISTS {t}_created_idx"
             f" ON {t} (tenant_id, entity_type, created_at, id)",
             f"CREATE INDEX IF NOT EXISTS {t}_product_idx"

@@ -46,7 +46,7 @@ class ProductsView(Projection):
                 created_at timestamptz NOT NULL,
                 updated_at timestamptz NOT NULL,
                 PRIMARY KEY (tenant_id, id)
-            )""",
+            ) WITH (fillfactor = 70)""",
             f"CREATE INDEX IF NOT EXISTS {t}_created_idx ON {t} (tenant_id, created_at, id)",
         ]
 
