@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
+import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -140,3 +143,75 @@ def test_the_openapi_document_describes_the_api(tenant: Tenant) -> None:
         p["name"] for p in doc["paths"]["/api/v1/pim/products/{entity_id}"]["patch"]["parameters"]
     }
     assert httpx.get(f"{tenant.base_url}/schema").status_code == 200
+
+
+def _worker_children(pid: int) -> list[int]:
+    """Pids of the ``pim worker`` processes whose parent is ``pid``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == pid and b"worker" in cmdline and b"pim" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def _wait_until(check: Any, timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"not true within {timeout}s")
+
+
+def _export_completes(tenant: Tenant) -> None:
+    response = tenant.post("/export", json={"format": "csv"})
+    assert response.status_code == 202, response.text
+    job_id = response.json()["id"]
+    _wait_until(
+        lambda: tenant.get(f"/bulk-jobs/{job_id}").json()["status"] == "COMPLETED", timeout=60
+    )
+
+
+@pytest.mark.slow
+def test_pim_serve_supervises_its_worker_process_and_takes_it_down_with_it(
+    make_database: Any, redis_url: str, tmp_path: Path
+) -> None:
+    from tests.conftest import JWT_SECRET
+
+    env = {
+        "PIM_DATABASE_URL": make_database(),
+        "PIM_REDIS_URL": redis_url,
+        "PIM_JWT_SECRET": JWT_SECRET,
+        "PIM_DATA_DIR": str(tmp_path / "data"),
+        "PIM_LOG_LEVEL": "warning",
+        "PIM_SWEEP_INTERVAL": "1",
+    }
+    service = start_service(env, tmp_path / "serve.log")
+    try:
+        tenant = Tenant(service.base_url)
+        tenant.create_product(title="Exported")
+        [first] = _wait_until(lambda: _worker_children(service.process.pid))
+        _export_completes(tenant)
+
+        # A worker that dies is replaced, and jobs keep running.
+        os.kill(first, signal.SIGKILL)
+        [second] = _wait_until(
+            lambda: [p for p in _worker_children(service.process.pid) if p != first]
+        )
+        _export_completes(tenant)
+
+        # The worker does not outlive the service, even one killed outright.
+        service.process.kill()
+        service.process.wait()
+        _wait_until(lambda: not Path(f"/proc/{second}").exists(), timeout=15)
+    finally:
+        service.stop()

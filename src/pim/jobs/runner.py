@@ -166,15 +166,16 @@ class JobRunner:
             )
             if previous is not None:
                 # Backpressure, one batch behind: the read models keep up with the job while
-                # the next batch is being written (the background projector works meanwhile).
-                self.ctx.catalog_projector.wait_for(previous, timeout=60)
+                # the next batch is being written (another process's projector works
+                # meanwhile; this one helps only if nobody does).
+                self.ctx.catalog_projector.wait_for_others(previous, timeout=60)
             previous = position if not job.dry_run else None
             job.progress(actor, progress.next_index, progress.succeeded, progress.failed)
             self._save_job(job)
             start = progress.next_index
         if previous is not None:
             # The job's effects are in every read model before it reports COMPLETED.
-            self.ctx.catalog_projector.wait_for(previous, timeout=60)
+            self.ctx.catalog_projector.wait_for_others(previous, timeout=60)
         job.complete(
             actor,
             progress.next_index,

@@ -38,6 +38,9 @@ TRACKING_DDL = [
 BATCH_SIZE = 1000
 POLL_INTERVAL_S = 1.0
 SETTLE_S = 0.02
+# wait_for_others: how often it looks, and how long without progress before it helps.
+PASSIVE_POLL_S = 0.005
+STALL_S = 0.5
 
 
 class Projector:
@@ -107,6 +110,27 @@ class Projector:
             finally:
                 self._local.release()
         return True
+
+    def wait_for_others(self, position: int, timeout: float) -> bool:
+        """Like ``wait_for``, but leave the work to the projection runner of another process
+        (``pim serve`` projects while its worker process writes a bulk job): only when
+        nobody has made progress for STALL_S does this process project itself."""
+        deadline = time.monotonic() + timeout
+        reached, stalled_since = -1, time.monotonic()
+        while True:
+            with self.pool.connection() as conn:
+                now_at = min(self.tracked_positions(conn).values())
+            self._position = max(self._position, now_at)
+            if now_at >= position:
+                return True
+            now = time.monotonic()
+            if now_at > reached:
+                reached, stalled_since = now_at, now
+            elif now - stalled_since > STALL_S:
+                return self.wait_for(position, timeout=max(deadline - now, 0.001))
+            if now >= deadline:
+                return False
+            time.sleep(PASSIVE_POLL_S)
 
     def catch_up(self) -> int:
         """Apply every pending event; returns the position reached."""
