@@ -40,7 +40,7 @@ POLL_INTERVAL_S = 1.0
 SETTLE_S = 0.02
 # wait_for_others: how often it looks, and how long without progress before it helps.
 PASSIVE_POLL_S = 0.005
-STALL_S = 0.5
+STALL_S = 0.06
 
 
 class Projector:
@@ -63,6 +63,9 @@ class Projector:
         self.group = group
         self.events_table = events_table
         self.lock_key = advisory_lock_key(f"pim:{group}")
+        # Held (shared) by every running background runner of this group, for as long as its
+        # listening session lives: others can tell whether anyone follows the log.
+        self.runner_key = advisory_lock_key(f"pim:{group}:runner")
         self._position = 0  # highest position known applied (only grows)
         self._local = threading.Lock()
         self._stop = threading.Event()
@@ -112,19 +115,31 @@ class Projector:
         return True
 
     def wait_for_others(self, position: int, timeout: float) -> bool:
-        """Like ``wait_for``, but leave the work to the projection runner of another process
-        (``pim serve`` projects while its worker process writes a bulk job): only when
-        nobody has made progress for STALL_S does this process project itself."""
+        """Like ``wait_for``, but leave the work to a projection runner in another process
+        (``pim serve`` projects while its worker process writes a bulk job). This process
+        projects itself when no runner follows the log, or when the projection lock is free
+        and the position has not moved for STALL_S (a runner wakes SETTLE_S after a write)."""
         deadline = time.monotonic() + timeout
         reached, stalled_since = -1, time.monotonic()
         while True:
             with self.pool.connection() as conn:
                 now_at = min(self.tracked_positions(conn).values())
+                held = {
+                    int(r[0])
+                    for r in conn.execute(
+                        "SELECT (classid::bigint << 32) | objid::bigint FROM pg_locks"
+                        " WHERE locktype = 'advisory' AND granted"
+                        " AND ((classid::bigint << 32) | objid::bigint) = ANY(%s)",
+                        ([self.lock_key, self.runner_key],),
+                    ).fetchall()
+                }
             self._position = max(self._position, now_at)
             if now_at >= position:
                 return True
             now = time.monotonic()
-            if now_at > reached:
+            if self.runner_key not in held:  # nobody follows the log: no one to wait for
+                return self.wait_for(position, timeout=max(deadline - now, 0.001))
+            if self.lock_key in held or now_at > reached:
                 reached, stalled_since = now_at, now
             elif now - stalled_since > STALL_S:
                 return self.wait_for(position, timeout=max(deadline - now, 0.001))
@@ -212,6 +227,7 @@ class Projector:
             try:
                 with psycopg.connect(database_url, autocommit=True) as listener:
                     listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+                    listener.execute("SELECT pg_advisory_lock_shared(%s)", (self.runner_key,))
                     self.catch_up()
                     while not self._stop.is_set():
                         # A lost NOTIFY only delays us until the next poll.
