@@ -11,6 +11,7 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, JSONTranscoder, StoredEvent, Transcoder
 from eventsourcing.postgres import PostgresAggregateRecorder, PostgresApplicationRecorder
 from psycopg import sql
+from psycopg.rows import tuple_row
 
 from pim.domain.context import Actor
 from pim.domain.entity import Entity
@@ -87,6 +88,7 @@ class CatalogRecorder(PostgresApplicationRecorder):
 
 
 _decode_json = msgspec.json.Decoder().decode
+_encode_json = msgspec.json.Encoder().encode
 
 
 class FastJSONTranscoder(JSONTranscoder):
@@ -167,21 +169,26 @@ class CatalogStore:
             return {}
         recorder: Any = self.app.recorder
         table = sql.Identifier(recorder.datastore.schema, recorder.events_table_name)
-        with recorder.datastore.get_connection() as conn, conn.cursor() as cur:
+        with (
+            recorder.datastore.get_connection() as conn,
+            conn.cursor(row_factory=tuple_row) as cur,
+        ):
+            # The ids travel as one JSON array: psycopg adapts a Python list element by element
+            # (a sixth of a bulk batch's load time for 2,500 ids).
             cur.execute(
                 sql.SQL(
                     "SELECT originator_id, originator_version, topic, state FROM {}"
-                    " WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version"
+                    " WHERE originator_id = ANY(ARRAY(SELECT jsonb_array_elements_text(%s::jsonb)))"
+                    " ORDER BY originator_id, originator_version"
                 ).format(table),
-                (list(full_ids),),
+                (_encode_json(list(full_ids)).decode(),),
             )
             rows = cur.fetchall()
         found: dict[str, Any] = {}
-        for row in rows:
-            event = self.decode(
-                row["originator_id"], row["originator_version"], row["topic"], bytes(row["state"])
-            )
-            found[row["originator_id"]] = event.mutate(found.get(row["originator_id"]))
+        decode = self.decode
+        for originator_id, version, topic, state in rows:
+            event = decode(originator_id, version, topic, bytes(state))
+            found[originator_id] = event.mutate(found.get(originator_id))
         return found
 
     def save(self, *aggregates: Any) -> int | None:

@@ -44,24 +44,6 @@ class CatalogEvent(CanMutateAggregate[str], metaclass=MetaDomainEvent):
     request_id: str
 
 
-def copy_json(value: Any) -> Any:
-    """A deep copy of JSON-shaped data (dicts and lists are copied; everything else in an
-    event's fields is immutable). Several times faster than ``deepcopy``, and every aggregate
-    load runs it."""
-    kind = type(value)
-    if kind is dict:
-        return {
-            key: copy_json(item) if type(item) in _CONTAINERS else item
-            for key, item in value.items()
-        }
-    if kind is list:
-        return [copy_json(item) if type(item) in _CONTAINERS else item for item in value]
-    return value
-
-
-_CONTAINERS = (dict, list)
-
-
 @functools.cache
 def _plain_init(aggregate_class: type[Any]) -> bool:
     """Whether the class's __init__ takes no arguments (all our aggregates: their state is
@@ -96,7 +78,7 @@ class CreationEvent(CatalogEvent, CanInitAggregate[str]):
 def merge_patch(current: Any, patch: Any) -> Any:
     """RFC 7396 merge of ``patch`` into ``current`` (objects merge by key, null removes)."""
     if not isinstance(patch, Mapping):
-        return copy_json(patch)
+        return patch
     merged: dict[str, Any] = dict(current) if isinstance(current, Mapping) else {}
     for key, value in patch.items():
         if value is None:
@@ -107,7 +89,11 @@ def merge_patch(current: Any, patch: Any) -> Any:
 
 
 class Entity(BaseAggregate[str]):
-    """A tenant's catalog object. Subclasses set ``entity_type`` and their rules."""
+    """A tenant's catalog object. Subclasses set ``entity_type`` and their rules.
+
+    State is immutable by discipline: ``fields`` and the values in it are shared with the
+    events that set them, so no code mutates them in place; an event's ``apply`` replaces
+    the map (copy-on-write). That is what lets loading and creating skip deep copies."""
 
     entity_type: ClassVar[str] = "entity"
     # Object-valued fields that merge key by key on update (RFC 7396) instead of replacing.
@@ -127,15 +113,19 @@ class Entity(BaseAggregate[str]):
         fields: dict[str, Any]
 
         def apply(self, aggregate: Any) -> None:
-            aggregate.fields = copy_json(self.fields)
+            # Shared with the event, never copied: field maps are replaced, not mutated
+            # (see the class docstring), and copying was a tenth of every aggregate load.
+            aggregate.fields = self.fields
             aggregate.deleted = False
 
     class Updated(Event):
         changes: FieldChanges
 
         def apply(self, aggregate: Any) -> None:
-            for name, change in self.changes.items():
-                aggregate.fields[name] = copy_json(change["to"])
+            aggregate.fields = {
+                **aggregate.fields,
+                **{name: change["to"] for name, change in self.changes.items()},
+            }
 
     class Deleted(Event):
         # The fields as they were, so the event describes what disappeared on its own
@@ -160,7 +150,7 @@ class Entity(BaseAggregate[str]):
         return cls._create(
             cls.Created,
             id=aggregate_id(actor.tenant_id, entity_id),
-            fields={**copy_json(cls.defaults), **fields},
+            fields={**cls.defaults, **fields},
             **actor.event_meta(),
         )
 
@@ -183,7 +173,7 @@ class Entity(BaseAggregate[str]):
 
     def delete(self, actor: Actor) -> None:
         self.check_exists()
-        self.trigger_event(self.Deleted, fields=copy_json(self.fields), **actor.event_meta())
+        self.trigger_event(self.Deleted, fields=self.fields, **actor.event_meta())
 
     # -- invariants -----------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from pim.domain.context import Actor
-from pim.domain.entity import Entity, FieldChanges, copy_json
+from pim.domain.entity import Entity, FieldChanges
 from pim.domain.errors import FieldError, ValidationFailed
 from pim.domain.rules import ATTRIBUTE_KEY_PATTERN, FieldErrors, one_of, reference, slug, text
 
@@ -54,7 +54,7 @@ class Product(Entity):
         for name in sorted(set(self.fields) | set(earlier.fields)):
             before, after = self.fields.get(name), earlier.fields.get(name)
             if before != after:
-                changes[name] = {"from": before, "to": copy_json(after)}
+                changes[name] = {"from": before, "to": after}
         if changes:
             self.check_state({**self.fields, **{k: c["to"] for k, c in changes.items()}})
             self.trigger_event(
