@@ -107,6 +107,18 @@ class Service:
         return self.log_path.read_text(errors="replace")
 
 
+def own_service_env(database_url: str, redis_url: str, tmp_path: Path) -> dict[str, str]:
+    """The environment of a service started by one test, on a database of its own."""
+    return {
+        "PIM_DATABASE_URL": database_url,
+        "PIM_REDIS_URL": redis_url,
+        "PIM_JWT_SECRET": JWT_SECRET,
+        "PIM_DATA_DIR": str(tmp_path / "data"),
+        "PIM_LOG_LEVEL": "warning",
+        "PIM_SWEEP_INTERVAL": "1",
+    }
+
+
 def start_service(
     env: dict[str, str], log_path: Path, *, command: str = "serve", timeout: float = 60.0
 ) -> Service:

@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.conftest import JWT_SECRET, PIM, Service, Tenant, start_service
+from tests.conftest import PIM, Service, Tenant, own_service_env, start_service
 
 
 def wait_for_job(
@@ -39,14 +39,7 @@ def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
 @pytest.fixture
 def split_env(make_database: Any, redis_url: str, tmp_path: Path) -> dict[str, str]:
     """An API and a worker in separate processes, on a database of their own."""
-    return {
-        "PIM_DATABASE_URL": make_database(),
-        "PIM_REDIS_URL": redis_url,
-        "PIM_JWT_SECRET": JWT_SECRET,
-        "PIM_DATA_DIR": str(tmp_path / "data"),
-        "PIM_LOG_LEVEL": "warning",
-        "PIM_SWEEP_INTERVAL": "1",
-    }
+    return own_service_env(make_database(), redis_url, tmp_path)
 
 
 @pytest.mark.slow

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import PIM, Tenant, start_service
+from tests.conftest import PIM, Tenant, own_service_env, start_service
 
 
 @pytest.mark.slow
@@ -185,16 +185,7 @@ def _export_completes(tenant: Tenant) -> None:
 def test_pim_serve_supervises_its_worker_process_and_takes_it_down_with_it(
     make_database: Any, redis_url: str, tmp_path: Path
 ) -> None:
-    from tests.conftest import JWT_SECRET
-
-    env = {
-        "PIM_DATABASE_URL": make_database(),
-        "PIM_REDIS_URL": redis_url,
-        "PIM_JWT_SECRET": JWT_SECRET,
-        "PIM_DATA_DIR": str(tmp_path / "data"),
-        "PIM_LOG_LEVEL": "warning",
-        "PIM_SWEEP_INTERVAL": "1",
-    }
+    env = own_service_env(make_database(), redis_url, tmp_path)
     service = start_service(env, tmp_path / "serve.log")
     try:
         tenant = Tenant(service.base_url)

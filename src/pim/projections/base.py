@@ -31,6 +31,27 @@ class RowsStatement:
             cur.execute(self.query, (_encode_json(rows).decode(),))
 
 
+def update_by_id(
+    table: str, assignments: list[sql.Composable], columns: dict[str, str]
+) -> RowsStatement:
+    """``UPDATE table AS t SET <assignments>`` from rows of ``tenant_id``, ``id`` and
+    ``columns`` (name -> SQL type, read as ``r.name``), each row matching its (tenant, id)."""
+    return RowsStatement(
+        sql.SQL(
+            "UPDATE {table} AS t SET {assignments} FROM jsonb_to_recordset(%s::jsonb)"
+            " AS r(tenant_id uuid, id uuid{types}) WHERE t.tenant_id = r.tenant_id AND t.id = r.id"
+        ).format(
+            table=sql.Identifier(table),
+            assignments=sql.SQL(", ").join(assignments),
+            types=sql.SQL("").join(
+                sql.SQL(", {} {}").format(sql.Identifier(name), sql.SQL(kind))
+                for name, kind in columns.items()
+            ),
+        ),
+        key=("tenant_id", "id"),
+    )
+
+
 class Projection(ABC):
     """A read model. ``handlers`` maps event classes to methods ``(self, cur, event, position)``.
 

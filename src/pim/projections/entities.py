@@ -13,7 +13,7 @@ from pim.domain.entity import Entity
 from pim.domain.ids import entity_id_of
 from pim.domain.product import Product
 from pim.domain.registry import ENTITY_CLASSES
-from pim.projections.base import EventHandler, Projection, RowsStatement
+from pim.projections.base import EventHandler, Projection, RowsStatement, update_by_id
 
 # Fields lifted out of ``doc`` into columns (lists filter and sort on them), and their types.
 LIFTED = {"product_id": "uuid", "variant_id": "uuid", "sort_order": "int"}
@@ -90,28 +90,14 @@ class EntitiesView(Projection):
         lifted = tuple(column for column in LIFTED if column in new_values)
 
         def build() -> RowsStatement:
-            assignments = [
-                sql.SQL("doc = e.doc || r.patch, version = r.version, updated_at = r.ts"),
-                *(
-                    sql.SQL("{} = r.{}").format(sql.Identifier(column), sql.Identifier(column))
-                    for column in lifted
-                ),
-            ]
-            types = [
-                sql.SQL(", {} {}").format(sql.Identifier(column), sql.SQL(LIFTED[column]))
-                for column in lifted
-            ]
-            return RowsStatement(
-                sql.SQL(
-                    "UPDATE {t} AS e SET {assignments} FROM jsonb_to_recordset(%s::jsonb)"
-                    " AS r(tenant_id uuid, id uuid, patch jsonb, version int, ts timestamptz"
-                    "{types}) WHERE e.tenant_id = r.tenant_id AND e.id = r.id"
-                ).format(
-                    t=sql.Identifier(self.table("entities_view")),
-                    assignments=sql.SQL(", ").join(assignments),
-                    types=sql.SQL("").join(types),
-                ),
-                key=("tenant_id", "id"),
+            return update_by_id(
+                self.table("entities_view"),
+                [
+                    sql.SQL("doc = t.doc || r.patch, version = r.version, updated_at = r.ts"),
+                    *(sql.SQL("{0} = r.{0}").format(sql.Identifier(c)) for c in lifted),
+                ],
+                {"patch": "jsonb", "version": "int", "ts": "timestamptz"}
+                | {column: LIFTED[column] for column in lifted},
             )
 
         row: dict[str, Any] = {

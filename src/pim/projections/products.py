@@ -10,7 +10,7 @@ from psycopg import Cursor, sql
 from pim.domain.ids import entity_id_of
 from pim.domain.product import Product
 from pim.domain.variant import Variant
-from pim.projections.base import EventHandler, Projection, RowsStatement
+from pim.projections.base import EventHandler, Projection, RowsStatement, update_by_id
 
 # Product fields, the view columns that hold them, and their types.
 COLUMNS = {
@@ -81,29 +81,20 @@ class ProductsView(Projection):
         names = tuple(name for name in event.changes if name in COLUMNS)
 
         def build() -> RowsStatement:
-            assignments = [
-                sql.SQL(
-                    "{} = COALESCE(r.{}, '{{}}')" if name == "attributes" else "{} = r.{}"
-                ).format(sql.Identifier(name), sql.Identifier(name))
-                for name in names
-            ]
-            types = [
-                sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(COLUMNS[name]))
-                for name in names
-            ]
-            return RowsStatement(
-                sql.SQL(
-                    "UPDATE {t} AS p SET {assignments} FROM jsonb_to_recordset(%s::jsonb)"
-                    " AS r(tenant_id uuid, id uuid, version int, ts timestamptz{types})"
-                    " WHERE p.tenant_id = r.tenant_id AND p.id = r.id"
-                ).format(
-                    t=sql.Identifier(self.table("products_view")),
-                    assignments=sql.SQL(", ").join(
-                        [*assignments, sql.SQL("version = r.version, updated_at = r.ts")]
+            return update_by_id(
+                self.table("products_view"),
+                [
+                    *(
+                        sql.SQL(
+                            "{0} = COALESCE(r.{0}, '{{}}')"
+                            if name == "attributes"
+                            else "{0} = r.{0}"
+                        ).format(sql.Identifier(name))
+                        for name in names
                     ),
-                    types=sql.SQL("").join(sql.SQL(", ") + t for t in types),
-                ),
-                key=("tenant_id", "id"),
+                    sql.SQL("version = r.version, updated_at = r.ts"),
+                ],
+                {"version": "int", "ts": "timestamptz"} | {name: COLUMNS[name] for name in names},
             )
 
         self.defer(
