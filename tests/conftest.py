@@ -120,12 +120,19 @@ def own_service_env(database_url: str, redis_url: str, tmp_path: Path) -> dict[s
 
 
 def start_service(
-    env: dict[str, str], log_path: Path, *, command: str = "serve", timeout: float = 60.0
+    env: dict[str, str],
+    log_path: Path,
+    *,
+    command: str = "serve",
+    args: tuple[str, ...] = (),
+    timeout: float = 60.0,
 ) -> Service:
     port = free_port()
     env = {**os.environ, **env, "PIM_HOST": "127.0.0.1", "PIM_PORT": str(port)}
     log_file = log_path.open("ab")
-    process = subprocess.Popen([PIM, command], env=env, stdout=log_file, stderr=log_file, cwd=ROOT)
+    process = subprocess.Popen(
+        [PIM, command, *args], env=env, stdout=log_file, stderr=log_file, cwd=ROOT
+    )
     base_url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from tests.conftest import PIM, Tenant, own_service_env, start_service
@@ -206,3 +207,49 @@ def test_pim_serve_supervises_its_worker_process_and_takes_it_down_with_it(
         _wait_until(lambda: not Path(f"/proc/{second}").exists(), timeout=15)
     finally:
         service.stop()
+
+
+@pytest.mark.slow
+def test_pim_serve_with_several_api_workers_is_still_the_whole_service(
+    make_database: Any, redis_url: str, tmp_path: Path
+) -> None:
+    """`pim serve --workers 2`: the API in two processes, plus the projection runner and the
+    job worker as children."""
+    env = own_service_env(make_database(), redis_url, tmp_path)
+    service = start_service(env, tmp_path / "serve.log", args=("--workers", "2"))
+    try:
+        tenant = Tenant(service.base_url)
+        tenant.create_product(title="Exported")
+        _export_completes(tenant)  # the job worker runs
+        # An event nobody's request waits for reaches the views: the runner follows the log.
+        product_id = str(uuid.uuid4())
+        state = {
+            "timestamp": {"_type_": "datetime_iso", "_data_": "2026-01-02T03:04:05+00:00"},
+            "tenant_id": tenant.tenant_id,
+            "org_id": tenant.org_id,
+            "actor": "importer",
+            "actor_email": None,
+            "request_id": "raw-1",
+            "originator_topic": "pim.domain.product:Product",
+            "class_version": 2,
+            "fields": {
+                "title": "Written to the log directly",
+                "description": None,
+                "category": None,
+                "status": "DRAFT",
+                "brand_id": None,
+                "template_id": None,
+                "attributes": {},
+            },
+        }
+        with psycopg.connect(env["PIM_DATABASE_URL"], autocommit=True) as conn:
+            conn.execute(
+                "INSERT INTO catalog_events (originator_id, originator_version, topic, state)"
+                " VALUES (%s, 1, 'pim.domain.product:Product.Created', %s)",
+                (f"{tenant.tenant_id}:{product_id}", json.dumps(state).encode()),
+            )
+            conn.execute("NOTIFY catalog_events")
+        _wait_until(lambda: tenant.get(f"/products/{product_id}").status_code == 200)
+    finally:
+        service.stop()
+    assert "Traceback" not in service.log()

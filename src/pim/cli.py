@@ -32,7 +32,7 @@ def _datetime(value: str) -> datetime:
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     if args.workers > 1:
-        serve_workers(settings, args.workers)
+        serve_workers(settings, args.workers, whole_service=True)
     else:
         serve(settings, whole_service=True)
     return 0
