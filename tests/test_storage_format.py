@@ -46,6 +46,19 @@ def test_fast_decoding_equals_eventsourcings_own(state: dict[str, Any]) -> None:
     assert repr(fast.decode(data)) == repr(reference.decode(data))
 
 
+@pytest.mark.parametrize(
+    "state",
+    [
+        {"timestamp": datetime(2026, 1, 2, 3, 4, 5, 6, UTC), "fields": {"title": "é"}},
+        {"timestamp": datetime.now(UTC), "created": datetime(2020, 1, 1, tzinfo=UTC)},
+        {"no_timestamp": True},
+    ],
+)
+def test_encoding_is_byte_for_byte_eventsourcings_own(state: dict[str, Any]) -> None:
+    fast, reference = _transcoders()
+    assert fast.encode(state) == reference.encode(state)
+
+
 def test_an_unknown_type_tag_fails_as_eventsourcing_fails() -> None:
     fast, reference = _transcoders()
     data = b'{"x":{"_type_":"no_such_type","_data_":1}}'

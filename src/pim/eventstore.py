@@ -4,6 +4,7 @@ so a command that touches several aggregates saves them in one transaction."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
 import msgspec
@@ -94,11 +95,20 @@ _encode_json = msgspec.json.Encoder().encode
 class FastJSONTranscoder(JSONTranscoder):
     """eventsourcing's JSON format, decoded ~4x faster with msgspec.
 
-    The stored bytes are unchanged (encoding is eventsourcing's). Typed values are stored as
+    The stored bytes are unchanged (encoding is eventsourcing's, with the timestamp tagged
+    up front). Typed values are stored as
     ``{"_type_": name, "_data_": ...}``; in our events they sit at the top level (the
     timestamp). When the bytes hold more type tags than the top level explains (or anything
     msgspec would read differently, such as NaN), eventsourcing's own decoder is used, so the
     result is always exactly what it would give."""
+
+    def encode(self, obj: Any) -> bytes:
+        # Every event has a timestamp: tagged here exactly as the encoder's fallback hook
+        # would tag it, saving a call back into Python per event.
+        timestamp = obj.get("timestamp")
+        if type(timestamp) is datetime:
+            obj = {**obj, "timestamp": {"_type_": "datetime_iso", "_data_": timestamp.isoformat()}}
+        return super().encode(obj)
 
     def decode(self, data: bytes) -> Any:
         try:
