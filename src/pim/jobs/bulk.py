@@ -199,6 +199,15 @@ def load_progress(store: CatalogStore, actor: Actor, job_id: str) -> JobProgress
     return JobProgress.begin(actor, progress_id(actor.tenant_id, job_id))
 
 
+def prepare_batch(
+    store: CatalogStore, actor: Actor, work: BulkItems, start: int, end: int
+) -> UnitOfWork:
+    """A unit of work with what items[start:end] need already loaded (one query)."""
+    uow = UnitOfWork(store, actor)
+    work.prefetch(uow, start, work.items[start:end])
+    return uow
+
+
 def apply_batch(
     store: CatalogStore,
     actor: Actor,
@@ -209,20 +218,26 @@ def apply_batch(
     *,
     dry_run: bool,
     progress: JobProgress | None = None,
+    prepared: UnitOfWork | None = None,
 ) -> tuple[int | None, JobProgress]:
     """Apply items[start:end] and record their results in one transaction. Items that fail
     are recorded as failed and the batch is re-run without them, so one bad item never
     leaves another's half-made changes behind. ``progress`` is the job's progress as the
     previous batch left it (reloaded from the log when absent or after a conflict: rebuilding
-    it before every batch would cost more with every batch)."""
+    it before every batch would cost more with every batch). ``prepared`` is the batch's
+    unit of work loaded ahead of time, while the previous batch was applied. That is sound
+    because a job's items do not share what they write (shared references such as
+    categories and brands are only read, and jobs never write them); should anything it
+    writes have changed meanwhile, the save conflicts and the batch is redone from fresh
+    state."""
     excluded: dict[int, list[dict[str, str]]] = {}
     for _ in range(MAX_BATCH_ATTEMPTS + end - start):
         if progress is None:
             progress = load_progress(store, actor, job_id)
         if progress.next_index >= end:
             return None, progress  # already applied (a redelivered message)
-        uow = UnitOfWork(store, actor)
-        work.prefetch(uow, start, work.items[start:end])
+        uow = prepared or prepare_batch(store, actor, work, start, end)
+        prepared = None  # a second attempt starts from fresh state
         results: list[dict[str, Any]] = []
         failed_now = False
         for index in range(start, end):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import psycopg
 from eventsourcing import persistence as es_persistence
 from psycopg import sql
 
+from pim.commands.unit_of_work import UnitOfWork
 from pim.domain.context import Actor
 from pim.domain.ids import aggregate_id
 from pim.eventstore import CatalogStore
@@ -152,27 +154,41 @@ class JobRunner:
         total = len(work.items)
         start = progress.next_index
         previous: int | None = None
-        while start < total:
-            end = min(start + self.ctx.batch_size, total)
-            position, progress = bulk.apply_batch(
-                self.ctx.catalog,
-                actor,
-                job.job_id,
-                work,
-                start,
-                end,
-                dry_run=job.dry_run,
-                progress=progress,
-            )
-            if previous is not None:
-                # Backpressure, one batch behind: the read models keep up with the job while
-                # the next batch is being written (another process's projector works
-                # meanwhile; this one helps only if nobody does).
-                self.ctx.catalog_projector.wait_for_others(previous, timeout=60)
-            previous = position if not job.dry_run else None
-            job.progress(actor, progress.next_index, progress.succeeded, progress.failed)
-            self._save_job(job)
-            start = progress.next_index
+        # The next batch is loaded on a second thread while this one is applied: its
+        # queries' round trips overlap with this batch's work.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch") as loader:
+            ahead: tuple[int, int, Future[UnitOfWork]] | None = None
+            while start < total:
+                end = min(start + self.ctx.batch_size, total)
+                prepared = None
+                if ahead is not None and ahead[:2] == (start, end):
+                    prepared = ahead[2].result()
+                following = min(end + self.ctx.batch_size, total)
+                ahead = (
+                    (end, following, loader.submit(self._prepare, actor, work, end, following))
+                    if end < total
+                    else None
+                )
+                position, progress = bulk.apply_batch(
+                    self.ctx.catalog,
+                    actor,
+                    job.job_id,
+                    work,
+                    start,
+                    end,
+                    dry_run=job.dry_run,
+                    progress=progress,
+                    prepared=prepared,
+                )
+                if previous is not None:
+                    # Backpressure, one batch behind: the read models keep up with the job
+                    # while the next batch is written (another process's projector works
+                    # meanwhile; this one helps only if nobody does).
+                    self.ctx.catalog_projector.wait_for_others(previous, timeout=60)
+                previous = position if not job.dry_run else None
+                job.progress(actor, progress.next_index, progress.succeeded, progress.failed)
+                self._save_job(job)
+                start = progress.next_index
         if previous is not None:
             # The job's effects are in every read model before it reports COMPLETED.
             self.ctx.catalog_projector.wait_for_others(previous, timeout=60)
@@ -189,6 +205,9 @@ class JobRunner:
         )
         self._save_job(job)
         self.ctx.notify(job.tenant_id, "bulk_job.completed", self._event_data(job))
+
+    def _prepare(self, actor: Actor, work: bulk.BulkItems, start: int, end: int) -> UnitOfWork:
+        return bulk.prepare_batch(self.ctx.catalog, actor, work, start, end)
 
     def _export(self, job: Job, payload: ExportPayload, actor: Actor) -> None:
         job.start(actor, 0)

@@ -1,0 +1,66 @@
+"""A bulk batch loaded ahead of time (while the previous batch is applied) never applies a
+change on top of stale state: if an item changed meanwhile, the batch is redone fresh."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from pim.bootstrap import build_services
+from pim.commands.handlers import handle_create, handle_update
+from pim.commands.messages import CreateEntity, UpdateEntity
+from pim.domain.context import Actor
+from pim.domain.indexes import Children, children_id
+from pim.domain.variant import Variant
+from pim.jobs import bulk
+from pim.jobs.payloads import BulkUpdatePayload
+from pim.settings import Settings
+
+
+def test_a_batch_loaded_ahead_is_redone_when_an_item_changed_meanwhile(
+    make_database: Any, tmp_path: Path
+) -> None:
+    settings = Settings.from_env(
+        {"PIM_DATABASE_URL": make_database(), "PIM_DATA_DIR": str(tmp_path / "data")}
+    )
+    services = build_services(settings)
+    try:
+        store = services.store
+        actor = Actor(str(uuid.uuid4()), str(uuid.uuid4()), "tester", None, "req-1")
+        product_id = str(uuid.uuid4())
+        handle_create(
+            CreateEntity(
+                actor,
+                "product",
+                {"title": "Lamp"},
+                variants=[{"sku": "LAMP-1", "price": "10.00", "currency": "EUR"}],
+                entity_id=product_id,
+            ),
+            store,
+        )
+        children = store.find(children_id(actor.tenant_id, product_id))
+        assert isinstance(children, Children)
+        [variant_id] = children.of_type("variant")
+
+        payload = msgspec.convert(
+            {"product_ids": [product_id], "price": {"op": "multiply", "value": "2"}},
+            BulkUpdatePayload,
+        )
+        work = bulk.update_items(actor, payload, [product_id])
+        prepared = bulk.prepare_batch(store, actor, work, 0, 1)
+        # Meanwhile someone reprices the variant: the prepared batch holds 10.00.
+        handle_update(
+            UpdateEntity(actor, "variant", variant_id, {"price": "20.00"}, parent_id=product_id),
+            store,
+        )
+        bulk.apply_batch(
+            store, actor, str(uuid.uuid4()), work, 0, 1, dry_run=False, prepared=prepared
+        )
+        variant = store.load(Variant, actor, variant_id)
+        assert variant.fields["price"] == "40.00"  # 20.00 x 2, not 10.00 x 2
+        assert variant.version == 3  # created, repriced by hand, multiplied once
+    finally:
+        services.close()
