@@ -93,10 +93,9 @@ class BulkItems:
 
 
 def prefetch_products(uow: UnitOfWork, product_ids: Sequence[str], *, variants: bool) -> None:
-    """Products and their children lists, then (optionally) their variants."""
-    uow.prefetch(
-        [uow.entity_key(p) for p in product_ids] + [uow.children_key(p) for p in product_ids]
-    )
+    """Products, then (optionally) their children lists and variants."""
+    keys = [uow.entity_key(p) for p in product_ids]
+    uow.prefetch(keys + [uow.children_key(p) for p in product_ids] if variants else keys)
     if variants:
         variant_ids: list[str] = []
         for product_id in product_ids:
