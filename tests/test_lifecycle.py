@@ -93,6 +93,15 @@ def test_pim_serve_alone_starts_embedded_postgres_and_redis_and_keeps_data(tmp_p
         assert created.status_code == 201, created.text
         ready = httpx.get(f"{service.base_url}/readyz")
         assert ready.status_code == 200, ready.text
+        # The worker process uses the same embedded servers: a job runs to its end.
+        export = httpx.post(f"{service.base_url}/api/v1/pim/export", headers=headers, json={})
+        assert export.status_code == 202, export.text
+        job_url = f"{service.base_url}/api/v1/pim/bulk-jobs/{export.json()['id']}"
+        _wait_until(
+            lambda: httpx.get(job_url, headers=headers).json()["status"] == "COMPLETED",
+            timeout=60,
+        )
+        assert "Embedded" in httpx.get(f"{job_url}/result", headers=headers).text
     finally:
         service.stop()
     assert (data_dir / "jwt_secret").exists()
