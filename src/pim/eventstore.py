@@ -18,6 +18,7 @@ from pim.domain.context import Actor
 from pim.domain.entity import Entity
 from pim.domain.errors import NotFound
 from pim.domain.ids import aggregate_id
+from pim.infra.group_commit import GroupCommit
 
 EVENTS_TABLE = "catalog_events"
 
@@ -151,6 +152,10 @@ class CatalogStore:
 
     def __init__(self, app: Application[str]) -> None:
         self.app = app
+        self._appends: GroupCommit[StoredEvent] = GroupCommit(self._insert)
+
+    def _insert(self, stored: Sequence[StoredEvent]) -> Sequence[int]:
+        return self.app.recorder.insert_events(stored) or []
 
     def load(
         self, cls: type[TEntity], actor: Actor, entity_id: str, *, version: int | None = None
@@ -206,12 +211,13 @@ class CatalogStore:
 
         What ``Application.save`` does here (no snapshots, no cache), minus what costs and is
         not used: runtime protocol checks per aggregate and a Recording object per event
-        (together a sixth of a bulk batch's time)."""
+        (together a sixth of a bulk batch's time). Concurrent saves share a transaction
+        (group commit), each still atomic on its own."""
         to_stored = self.app.mapper.to_stored_event
         stored = [to_stored(e) for aggregate in aggregates for e in aggregate.collect_events()]
         if not stored:
             return None
-        positions = self.app.recorder.insert_events(stored)
+        positions = self._appends.write(stored)
         return max(positions) if positions else None
 
     def decode(self, originator_id: str, version: int, topic: str, state: bytes) -> Any:
