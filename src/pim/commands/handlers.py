@@ -139,7 +139,8 @@ def handle_revert(cmd: RevertProduct, store: CatalogStore) -> Outcome:
                 )
             ]
         )
-    earlier: Product = store.app.repository.get(product.id, version=cmd.version)
+    earlier = store.find(product.id, version=cmd.version)
+    assert isinstance(earlier, Product)  # versions 1..current of a live product exist
     if earlier.deleted:
         raise ValidationFailed(
             [FieldError("version", "deleted", "the product was deleted at that version")]
