@@ -82,6 +82,9 @@ class GroupCommit(Generic[T]):
                 else:
                     self._busy = False
             for save in group:
+                if not save.positions and save.error is None:
+                    # Interrupted mid-write (a BaseException): never report "nothing saved".
+                    save.error = RuntimeError("the save was interrupted; its outcome is unknown")
                 save.done.set()
 
     def _write_group(self, group: list[_Save[T]]) -> None:
