@@ -103,13 +103,19 @@ class ChildProcess:
             return self._child
 
     def _supervise(self) -> None:
+        name = " ".join(self.command)
         while not self._stop.is_set():
-            child = self._spawn()
+            try:
+                child = self._spawn()
+            except OSError:
+                log.exception("could not start pim %s; retrying", name)
+                self._stop.wait(self.RESTART_DELAY_S)
+                continue
             if child is None:
                 return
             code = child.wait()
             if not self._stop.is_set():
-                log.error("pim %s exited with %s; restarting", " ".join(self.command), code)
+                log.error("pim %s exited with %s; restarting", name, code)
                 self._stop.wait(self.RESTART_DELAY_S)
 
     def stop(self) -> None:
