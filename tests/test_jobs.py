@@ -783,13 +783,14 @@ def test_bulk_import_creates_products_with_variants_item_by_item(tenant: Tenant)
         {"title": "Unknown category", "category": "nope"},
         {"title": "Colour", "colour": "red"},
         {"title": "Bad variants", "variants": {"sku": "V"}},
+        {"title": "Numeric variants", "variants": 5},  # fails alone, not the job
     ]
     job = run_job(tenant, "BULK_IMPORT", {"products": items})
     assert_counts(job, len(items), 3, len(items) - 3)
     results = item_results(tenant, job["id"])
     assert [r["index"] for r in results] == list(range(len(items)))
     status = [r["status"] for r in results]
-    assert status == ["SUCCEEDED", "FAILED", "FAILED", "SUCCEEDED", "SUCCEEDED"] + ["FAILED"] * 5
+    assert status == ["SUCCEEDED", "FAILED", "FAILED", "SUCCEEDED", "SUCCEEDED"] + ["FAILED"] * 6
     assert "title" in error_fields(results[1])
     assert "variants[0].sku" in error_fields(results[2])
     assert results[5]["errors"][0]["code"] == "conflict"  # the second DUP-1
@@ -798,6 +799,7 @@ def test_bulk_import_creates_products_with_variants_item_by_item(tenant: Tenant)
     assert "category" in error_fields(results[7])
     assert "colour" in error_fields(results[8])
     assert "variants" in error_fields(results[9])
+    assert "variants" in error_fields(results[10])
     assert all(r["id"] is None for r in results if r["status"] == "FAILED")
 
     created = [r["id"] for r in results if r["status"] == "SUCCEEDED"]

@@ -124,7 +124,10 @@ class FastJSONTranscoder(JSONTranscoder):
                 transcoding = self.names.get(value["_type_"])
                 if transcoding is None:
                     return super().decode(data)  # raises eventsourcing's own error
-                state[key] = transcoding.decode(value["_data_"])
+                try:
+                    state[key] = transcoding.decode(value["_data_"])
+                except Exception:  # e.g. tagged data nested in tagged data: the general path
+                    return super().decode(data)
                 tags -= 1
         return state if not tags else super().decode(data)
 
@@ -194,7 +197,7 @@ class CatalogStore:
                     " WHERE originator_id = ANY(ARRAY(SELECT jsonb_array_elements_text(%s::jsonb)))"
                     " AND originator_version <= %s ORDER BY originator_id, originator_version"
                 ).format(table),
-                (_encode_json(list(full_ids)).decode(), version or 2**31 - 1),
+                (_encode_json(list(full_ids)).decode(), 2**31 - 1 if version is None else version),
             )
             rows = cur.fetchall()
         found: dict[str, Any] = {}

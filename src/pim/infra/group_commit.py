@@ -44,43 +44,63 @@ class GroupCommit(Generic[T]):
 
     def write(self, items: Sequence[T]) -> Sequence[int]:
         """Write ``items`` atomically (alone or with other saves); their positions."""
+        if not items:
+            return ()
         save = _Save(items)
         with self._lock:
             self._queue.append(save)
             lead = not self._busy
             self._busy = True
-        while not lead:
-            save.done.wait()
-            if not save.lead:
-                break
-            save.lead, lead = False, True
-            save.done.clear()
+        try:
+            while not lead:
+                save.done.wait()
+                if not save.lead:
+                    break
+                save.lead, lead = False, True
+                save.done.clear()
+        except BaseException:
+            self._abandon(save, leading=lead)
+            raise
         if lead:
             self._lead()
         if save.error is not None:
             raise save.error
         return save.positions
 
+    def _abandon(self, save: _Save[T], *, leading: bool) -> None:
+        """A waiting save's thread was interrupted: take its save out of the queue (it is
+        not written), and pass the lead on if it had been handed to it."""
+        with self._lock:
+            if save in self._queue:
+                self._queue.remove(save)
+            if leading or save.lead:
+                save.lead = False
+                self._hand_over()
+
+    def _hand_over(self) -> None:
+        """Wake the next waiting save to lead, or mark the writer idle (lock held)."""
+        if self._queue:
+            nxt = self._queue[0]
+            nxt.lead = True
+            nxt.done.set()
+        else:
+            self._busy = False
+
     def _lead(self) -> None:
         """Write one group from the queue, then hand the lead to the next waiting save."""
-        with self._lock:
-            group: list[_Save[T]] = []
-            size = 0
-            while self._queue and (
-                not group or size + len(self._queue[0].items) <= self._max_items
-            ):
-                size += len(self._queue[0].items)
-                group.append(self._queue.pop(0))
+        group: list[_Save[T]] = []
         try:
+            with self._lock:
+                size = 0
+                while self._queue and (
+                    not group or size + len(self._queue[0].items) <= self._max_items
+                ):
+                    size += len(self._queue[0].items)
+                    group.append(self._queue.pop(0))
             self._write_group(group)
         finally:
             with self._lock:
-                if self._queue:
-                    nxt = self._queue[0]
-                    nxt.lead = True
-                    nxt.done.set()
-                else:
-                    self._busy = False
+                self._hand_over()
             for save in group:
                 if not save.positions and save.error is None:
                     # Interrupted mid-write (a BaseException): never report "nothing saved".

@@ -174,7 +174,9 @@ def import_items(actor: Actor, job_id: str, payload: BulkImportPayload) -> BulkI
             keys.append(uow.children_key(str(uuid.uuid5(namespace, str(start + offset)))))
             if not isinstance(item, dict):
                 continue
-            for variant in item.get("variants") or []:
+            # Best effort: whatever is malformed is reported per item when it is applied.
+            variants = item.get("variants")
+            for variant in variants if isinstance(variants, list) else []:
                 if isinstance(variant, dict) and isinstance(variant.get("sku"), str):
                     keys.append(uow.unique_key("sku", variant["sku"]))
             if isinstance(item.get("category"), str):

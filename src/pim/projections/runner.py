@@ -128,7 +128,9 @@ class Projector:
                     int(r[0])
                     for r in conn.execute(
                         "SELECT (classid::bigint << 32) | objid::bigint FROM pg_locks"
-                        " WHERE locktype = 'advisory' AND granted"
+                        " WHERE locktype = 'advisory' AND granted AND objsubid = 1"
+                        " AND database = (SELECT oid FROM pg_database"
+                        "                 WHERE datname = current_database())"
                         " AND ((classid::bigint << 32) | objid::bigint) = ANY(%s)",
                         ([self.lock_key, self.runner_key],),
                     ).fetchall()
