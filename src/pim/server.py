@@ -157,8 +157,11 @@ PARENT_PID_ENV = "PIM_PARENT_PID"
 PARENT_CHECK_S = 1.0
 
 
-def _exit_with_parent(on_gone: Callable[[], None]) -> None:
-    """Call ``on_gone`` once the process that started us (PIM_PARENT_PID) is gone."""
+def _stop_on_signal_or_parent_exit(on_stop: Callable[[], None]) -> None:
+    """Call ``on_stop`` on SIGTERM/SIGINT, or once the process that started us
+    (PIM_PARENT_PID, set by ``pim serve`` for its children) is gone."""
+    signal.signal(signal.SIGTERM, lambda *_: on_stop())
+    signal.signal(signal.SIGINT, lambda *_: on_stop())
     parent = int(os.environ.get(PARENT_PID_ENV) or 0)
     if not parent:
         return
@@ -167,7 +170,7 @@ def _exit_with_parent(on_gone: Callable[[], None]) -> None:
         while os.getppid() == parent:
             time.sleep(PARENT_CHECK_S)
         log.warning("parent process %s is gone; stopping", parent)
-        on_gone()
+        on_stop()
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
@@ -178,9 +181,7 @@ def run_worker(settings: Settings, *, threads: int = 4) -> None:
     with embedded_services(settings) as resolved:
         services = build_services(resolved)
         stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        signal.signal(signal.SIGINT, lambda *_: stop.set())
-        _exit_with_parent(stop.set)
+        _stop_on_signal_or_parent_exit(stop.set)
         services.jobs_projector.start_background(services.database_url)
         worker = start_worker(services, threads=threads)
         try:
@@ -228,18 +229,11 @@ def asgi_from_env() -> Any:
 
 
 def run_projections(settings: Settings) -> None:
-    """The projection runner alone, until SIGINT/SIGTERM."""
+    """The projection runner alone, until SIGINT/SIGTERM (or, as the child of ``pim serve``,
+    until that process is gone)."""
     with embedded_services(settings) as resolved:
         services = build_services(resolved)
-        stop = threading.Event()
-
-        def on_signal(*_: object) -> None:
-            services.projector.stop()
-            stop.set()
-
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
-        _exit_with_parent(on_signal)
+        _stop_on_signal_or_parent_exit(services.projector.stop)
         try:
             services.projector.run_forever(services.database_url)
         finally:
