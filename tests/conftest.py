@@ -3,6 +3,7 @@ and a real `pim serve` process driven over HTTP."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import socket
@@ -105,6 +106,20 @@ class Service:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+def append_raw_event(
+    database_url: str, originator_id: str, version: int, topic: str, state: dict[str, Any]
+) -> None:
+    """Write an event straight into the catalog log (as an older release or another writer
+    would have stored it) and wake the projection runners."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO catalog_events (originator_id, originator_version, topic, state)"
+            " VALUES (%s, %s, %s, %s)",
+            (originator_id, version, topic, json.dumps(state).encode()),
+        )
+        conn.execute("NOTIFY catalog_events")
 
 
 def own_service_env(database_url: str, redis_url: str, tmp_path: Path) -> dict[str, str]:

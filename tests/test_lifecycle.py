@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 
-from tests.conftest import PIM, Tenant, own_service_env, start_service
+from tests.conftest import PIM, Tenant, append_raw_event, own_service_env, start_service
 
 
 @pytest.mark.slow
@@ -251,13 +250,13 @@ def test_pim_serve_with_several_api_workers_is_still_the_whole_service(
                 "attributes": {},
             },
         }
-        with psycopg.connect(env["PIM_DATABASE_URL"], autocommit=True) as conn:
-            conn.execute(
-                "INSERT INTO catalog_events (originator_id, originator_version, topic, state)"
-                " VALUES (%s, 1, 'pim.domain.product:Product.Created', %s)",
-                (f"{tenant.tenant_id}:{product_id}", json.dumps(state).encode()),
-            )
-            conn.execute("NOTIFY catalog_events")
+        append_raw_event(
+            env["PIM_DATABASE_URL"],
+            f"{tenant.tenant_id}:{product_id}",
+            1,
+            "pim.domain.product:Product.Created",
+            state,
+        )
         _wait_until(lambda: tenant.get(f"/products/{product_id}").status_code == 200)
     finally:
         service.stop()

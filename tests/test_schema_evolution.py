@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg
 
-from tests.conftest import Service, Tenant
+from tests.conftest import Service, Tenant, append_raw_event
 
 
 def test_a_v1_product_created_event_loads_projects_and_shows_in_history(
@@ -34,13 +34,13 @@ def test_a_v1_product_created_event_loads_projects_and_shows_in_history(
             "brand_id": None,
         },
     }
-    with psycopg.connect(service.database_url, autocommit=True) as conn:
-        conn.execute(
-            "INSERT INTO catalog_events (originator_id, originator_version, topic, state)"
-            " VALUES (%s, 1, 'pim.domain.product:Product.Created', %s)",
-            (f"{tenant.tenant_id}:{product_id}", json.dumps(state).encode()),
-        )
-        conn.execute("NOTIFY catalog_events")
+    append_raw_event(
+        service.database_url,
+        f"{tenant.tenant_id}:{product_id}",
+        1,
+        "pim.domain.product:Product.Created",
+        state,
+    )
     deadline = time.monotonic() + 10
     response = tenant.get(f"/products/{product_id}")
     while response.status_code == 404 and time.monotonic() < deadline:
@@ -112,11 +112,13 @@ def test_a_v1_children_list_still_cascades_a_product_delete(
             "UPDATE catalog_events SET state = %s WHERE originator_id = %s",
             (json.dumps(v1).encode(), f"{tenant.tenant_id}:children:{product['id']}"),
         )
-        conn.execute(
-            "INSERT INTO catalog_events (originator_id, originator_version, topic, state)"
-            " VALUES (%s, 2, 'pim.domain.indexes:Children.Added', %s)",
-            (f"{tenant.tenant_id}:children:{product['id']}", json.dumps(added).encode()),
-        )
+    append_raw_event(
+        service.database_url,
+        f"{tenant.tenant_id}:children:{product['id']}",
+        2,
+        "pim.domain.indexes:Children.Added",
+        added,
+    )
     deleted = tenant.delete(f"/products/{product['id']}")
     assert deleted.status_code == 204, deleted.text
     # The cascade found the variant through the upcast list: it is gone, and its SKU is free.
