@@ -126,7 +126,10 @@ def test_skus_are_unique_per_tenant_case_sensitive_and_freed_by_delete(
     first = tenant.create_product()
     second = tenant.create_product()
     variant = tenant.create(f"/products/{first['id']}/variants", sku="UNIQ-1")
-    assert_problem(tenant.post(f"/products/{second['id']}/variants", json={"sku": "UNIQ-1"}), 409)
+    taken = assert_problem(
+        tenant.post(f"/products/{second['id']}/variants", json={"sku": "UNIQ-1"}), 409
+    )
+    assert [(e["field"], e["code"]) for e in taken["errors"]] == [("sku", "conflict")]
     tenant.create(f"/products/{second['id']}/variants", sku="uniq-1")  # case matters
     theirs = other_tenant.create_product()
     other_tenant.create(f"/products/{theirs['id']}/variants", sku="UNIQ-1")  # other tenant

@@ -14,15 +14,17 @@ import uuid
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
 import httpx
 import pytest
 
-from tests.conftest import Tenant, assert_problem
+from tests.conftest import Tenant, assert_problem, own_service_env, start_service
 
 JOB_TIMEOUT_S = 30.0
 FINISHED = ("COMPLETED", "FAILED")
@@ -248,6 +250,8 @@ def test_export_without_a_body_is_a_csv_of_every_product(
     assert job["status"] in ("PENDING", "PROCESSING", "COMPLETED")
     assert job["dry_run"] is False and job["created_by"] == tenant.subject
     assert response.headers["location"] == f"{tenant.base_url}{API}/bulk-jobs/{job['id']}"
+    assert response.headers["ETag"] == f'"{job["version"]}"'
+    assert job["updated_at"] and job["position"] is None  # no file yet
     # read your writes: the job's own record is readable at once
     assert tenant.get(f"/bulk-jobs/{job['id']}").status_code == 200
 
@@ -255,6 +259,13 @@ def test_export_without_a_body_is_a_csv_of_every_product(
     assert done["status"] == "COMPLETED", done
     assert done["processed_items"] == done["succeeded_items"] == 3 and done["failed_items"] == 0
     assert done["result_url"] == f"{API}/bulk-jobs/{job['id']}/result"
+    fetched = tenant.get(f"/bulk-jobs/{job['id']}")
+    assert fetched.headers["ETag"] == f'"{done["version"]}"' and done["version"] > job["version"]
+    assert done["updated_at"] == done["finished_at"]
+    assert datetime.fromisoformat(done["updated_at"]) > datetime.fromisoformat(job["created_at"])
+    # the log position the file reflects: every product created before it is at or below it
+    last_create = tenant.get("/audit", params={"action": "PRODUCT_CREATED", "limit": 1}).json()
+    assert isinstance(done["position"], int) and done["position"] >= last_create[0]["id"]
     result = tenant.get(f"/bulk-jobs/{job['id']}/result")
     assert result.status_code == 200, result.text
     assert media_type(result) == ("text/csv", "utf-8")
@@ -339,6 +350,33 @@ def test_export_filters_select_products_like_the_products_list(
     job, result = export(tenant, {"filters": {"q": "nothing matches"}})
     assert result.content.decode("utf-8").splitlines() == [",".join(PRODUCT_COLUMNS)]
     assert job["processed_items"] == 0
+
+
+@pytest.mark.slow
+def test_a_failed_export_says_why_without_internals_and_has_no_file(
+    make_database: Any, redis_url: str, tmp_path: Path
+) -> None:
+    """A service of its own: the failure is logged with its traceback, which the shared
+    service's log must not hold."""
+    env = own_service_env(make_database(), redis_url, tmp_path)
+    service = start_service(env, tmp_path / "serve.log")
+    try:
+        tenant = Tenant(service.base_url)
+        tenant.create_product(title="Unexportable")
+        exports = Path(env["PIM_DATA_DIR"]) / "exports"
+        exports.mkdir(parents=True)
+        (exports / tenant.tenant_id).write_text("a file where the export directory goes")
+        response = tenant.post("/export")
+        assert response.status_code == 202, response.text
+        job = wait_job(tenant, response.json()["id"])
+        assert job["status"] == "FAILED" and job["finished_at"], job
+        assert "internal error" in job["error"] and str(tmp_path) not in job["error"], job
+        assert job["result_url"] is None and job["position"] is None
+        # finished, so no longer 409: there is simply nothing to download
+        problem = assert_problem(tenant.get(f"/bulk-jobs/{job['id']}/result"), 404)
+        assert str(tmp_path) not in problem["detail"]
+    finally:
+        service.stop()
 
 
 def test_an_export_of_an_empty_catalog_has_only_the_header(tenant: Tenant) -> None:
@@ -795,7 +833,9 @@ def test_bulk_import_creates_products_with_variants_item_by_item(tenant: Tenant)
     assert "variants[0].sku" in error_fields(results[2])
     assert results[5]["errors"][0]["code"] == "conflict"  # the second DUP-1
     assert "DUP-1" in results[5]["errors"][0]["message"]
+    assert error_fields(results[5]) == ["variants[0].sku"]
     assert results[6]["errors"][0]["code"] == "conflict"  # sku of an existing product
+    assert error_fields(results[6]) == ["variants[0].sku"]
     assert "category" in error_fields(results[7])
     assert "colour" in error_fields(results[8])
     assert "variants" in error_fields(results[9])
@@ -1030,6 +1070,31 @@ IDS = [str(uuid.uuid4())]
         (
             {"type": "BULK_UPDATE", "payload": {"product_ids": IDS, "price": {"op": "add"}}},
             "payload.price.value",
+        ),
+        (
+            {
+                "type": "BULK_UPDATE",
+                "payload": {
+                    "product_ids": IDS,
+                    "price": {"op": "add", "value": 1, "currency": "XYZ"},
+                },
+            },
+            "payload.price.currency",
+        ),
+        (
+            {
+                "type": "BULK_UPDATE",
+                "payload": {"product_ids": IDS, "price": {"op": "set", "value": "-5"}},
+            },
+            "payload.price.value",
+        ),
+        (
+            {
+                "type": "BULK_DELETE",
+                "job_type": "BULK_UPDATE",
+                "payload": {"product_ids": IDS, "set": {"status": "DRAFT"}},
+            },
+            "job_type",
         ),
         ({"type": "BULK_DELETE", "payload": {}}, "payload.product_ids"),
         (

@@ -583,14 +583,14 @@ def test_store_functions_are_scoped_to_the_tenant(db_url: str) -> None:
                 pool, tenant, made[0].id, limit=2, cursor=None
             )
             assert more is not None
-            older, done = await store.list_deliveries(
+            newer, done = await store.list_deliveries(
                 pool, tenant, made[0].id, limit=2, cursor=more
             )
             assert done is None
-            listed = deliveries + older
+            listed = deliveries + newer
             assert len(listed) == 3
             keys = [(d.created_at, d.id) for d in listed]
-            assert keys == sorted(keys, reverse=True)  # newest first
+            assert keys == sorted(keys)  # oldest first, like every list
             assert all(d.status == "PENDING" and d.attempts == 0 for d in listed)
             assert {str(d.id) for d in listed} & set(ids)
             assert await store.list_deliveries(pool, other, made[0].id, limit=10, cursor=None) == (
@@ -619,7 +619,17 @@ def test_register_get_list_and_delete_a_webhook(tenant: Tenant, other_tenant: Te
     )
     assert response.status_code == 201, response.text
     created = response.json()
-    assert set(created) == {"id", "url", "events", "created_at", "secret"}
+    assert set(created) == {
+        "id",
+        "url",
+        "events",
+        "version",
+        "created_at",
+        "updated_at",
+        "secret",
+    }
+    assert created["version"] == 1 and response.headers["ETag"] == '"1"'
+    assert created["updated_at"] == created["created_at"]
     assert created["url"] == "https://hooks.example.com/pim"
     assert created["events"] == ["export.completed"]
     assert len(created["secret"]) >= 32
@@ -628,7 +638,7 @@ def test_register_get_list_and_delete_a_webhook(tenant: Tenant, other_tenant: Te
     )
 
     fetched = tenant.get(f"/webhooks/{created['id']}")
-    assert fetched.status_code == 200
+    assert fetched.status_code == 200 and fetched.headers["ETag"] == '"1"'
     assert fetched.json() == {k: v for k, v in created.items() if k != "secret"}
     listed = tenant.get("/webhooks").json()
     assert [w["id"] for w in listed] == [created["id"]]
@@ -640,7 +650,11 @@ def test_register_get_list_and_delete_a_webhook(tenant: Tenant, other_tenant: Te
     assert_problem(tenant.get("/webhooks/not-a-uuid"), 404)
     assert_problem(tenant.get(f"/webhooks/{uuid.uuid4()}"), 404)
 
-    assert tenant.delete(f"/webhooks/{created['id']}").status_code == 204
+    stale = tenant.delete(f"/webhooks/{created['id']}", headers={"If-Match": '"2"'})
+    assert_problem(stale, 412)
+    assert tenant.get(f"/webhooks/{created['id']}").status_code == 200  # still there
+    current = tenant.delete(f"/webhooks/{created['id']}", headers={"If-Match": '"1"'})
+    assert current.status_code == 204
     assert_problem(tenant.get(f"/webhooks/{created['id']}"), 404)
     assert_problem(tenant.delete(f"/webhooks/{created['id']}"), 404)
     assert_problem(tenant.get(f"/webhooks/{created['id']}/deliveries"), 404)
@@ -711,7 +725,7 @@ def test_webhooks_list_pages_with_a_cursor(tenant: Tenant) -> None:
 
 
 @needs_api
-def test_a_webhooks_deliveries_are_listed_newest_first(
+def test_a_webhooks_deliveries_are_listed_oldest_first(
     tenant: Tenant, other_tenant: Tenant, service: Service
 ) -> None:
     hook = tenant.create("/webhooks", url="https://h.example.com/", events=["bulk_job.failed"])
@@ -722,7 +736,7 @@ def test_a_webhooks_deliveries_are_listed_newest_first(
         conn.commit()
 
     listed = tenant.get(f"/webhooks/{hook['id']}/deliveries").json()
-    assert [d["id"] for d in listed] == newer + older
+    assert [d["id"] for d in listed] == older + newer
     assert set(listed[0]) == {
         "id",
         "event_id",
@@ -731,14 +745,18 @@ def test_a_webhooks_deliveries_are_listed_newest_first(
         "attempts",
         "last_status_code",
         "last_error",
+        "version",
         "created_at",
         "updated_at",
         "delivered_at",
     }
     assert listed[0]["event_type"] == "bulk_job.failed"
+    assert listed[0]["version"] == 1  # recorded, not attempted yet
     assert_problem(other_tenant.get(f"/webhooks/{hook['id']}/deliveries"), 404)
     page = tenant.get(f"/webhooks/{hook['id']}/deliveries", params={"limit": 1})
-    assert [d["id"] for d in page.json()] == newer and "Link" in page.headers
+    assert [d["id"] for d in page.json()] == older and "Link" in page.headers
+    next_url = page.headers["Link"].split(">")[0].lstrip("<")
+    assert [d["id"] for d in tenant.get(next_url).json()] == newer
 
 
 @needs_events
@@ -761,5 +779,6 @@ def test_a_completed_export_is_delivered_signed(tenant: Tenant, receiver: Receiv
             break
         time.sleep(0.1)
     assert delivery["status"] == "DELIVERED" and delivery["attempts"] == 1
+    assert delivery["version"] == 2  # recorded, then one attempt
     assert delivery["id"] == received.headers["X-PIM-Delivery"]
     assert httpx.URL(receiver.url).host == "127.0.0.1"

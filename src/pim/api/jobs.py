@@ -22,6 +22,7 @@ from pim.api.http import (
     query_params,
     reads_of,
     resource_url,
+    respond,
     services_of,
 )
 from pim.api.openapi import READ_RESPONSES, WRITE_RESPONSES, body_of
@@ -74,9 +75,7 @@ async def _accept(
     if found is None:  # pragma: no cover - the wait above makes it visible
         raise ApiError(503, "the job was accepted but is not readable yet; retry GET")
     view, _ = found
-    return Response(
-        view, status_code=202, headers={"Location": resource_url(request, "bulk-jobs", view.id)}
-    )
+    return respond(view, 202, Location=resource_url(request, "bulk-jobs", view.id))
 
 
 class JobsController(Controller):
@@ -111,6 +110,10 @@ class JobsController(Controller):
     async def create_job(self, request: AnyRequest) -> Response[JobView]:
         data = decode_body(await request.body(), request.headers.get("content-type"), BulkJobInput)
         assert data is not None
+        if data.type is not None and data.job_type is not None and data.type != data.job_type:
+            raise ValidationFailed(
+                [FieldError("job_type", "conflict", "names another type than type; send one")]
+            )
         job_type = data.type or data.job_type
         if job_type is None:
             raise ValidationFailed([FieldError("type", "required", "is required")])
@@ -148,13 +151,13 @@ class JobsController(Controller):
         summary="Get a job",
         operation_id="getBulkJob",
     )
-    async def get_job(self, request: AnyRequest, job_id: str) -> JobView:
+    async def get_job(self, request: AnyRequest, job_id: str) -> Response[JobView]:
         found = await reads_of(request).jobs.get(
             context_of(request).tenant_id, path_uuid(job_id, "job")
         )
         if found is None:
             raise NotFound("job not found")
-        return found[0]
+        return respond(found[0], 200)
 
     @get(
         "/bulk-jobs/{job_id:str}/result",
@@ -178,7 +181,8 @@ class JobsController(Controller):
             )
         if view.type == "EXPORT":
             if view.status == "FAILED" or not result:
-                raise ApiError(409, f"the export failed: {view.error}", slug="job-failed")
+                # finished, and there is nothing to download (its record says why)
+                raise ApiError(404, "the export failed and wrote no file", slug="no-result")
             path = Path(result["path"])
             if not await anyio.Path(path).exists():
                 raise ApiError(410, "the export file is no longer available", slug="gone")

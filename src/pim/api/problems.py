@@ -103,7 +103,8 @@ def _domain_error(_: Request[Any, Any, Any], exc: DomainError) -> Response[bytes
     if isinstance(exc, NotFound):
         return problem_response(404, exc.detail)
     if isinstance(exc, Conflict):
-        return problem_response(409, exc.detail)
+        errors = [FieldError(exc.field, "conflict", exc.detail)] if exc.field else None
+        return problem_response(409, exc.detail, errors=errors)
     if isinstance(exc, PreconditionFailed):
         return problem_response(412, exc.detail)
     return problem_response(400, exc.detail)

@@ -17,11 +17,13 @@ from pim.api.bodies import decode_body
 from pim.api.http import (
     AnyRequest,
     context_of,
+    if_match_version,
     next_link,
     path_uuid,
     query_params,
     reads_of,
     resource_url,
+    respond,
     services_of,
 )
 from pim.api.openapi import READ_RESPONSES, WRITE_RESPONSES, body_of
@@ -50,7 +52,9 @@ class WebhookInput(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     ) = None
     # read-only fields of the resource: accepted and ignored, like every other resource
     id: Any = msgspec.UNSET
+    version: Any = msgspec.UNSET
     created_at: Any = msgspec.UNSET
+    updated_at: Any = msgspec.UNSET
 
 
 def _events(requested: list[EventType], errors: list[FieldError]) -> list[str]:
@@ -120,10 +124,8 @@ class WebhookController(Controller):
             secret=data.secret if data.secret is not None else secrets.token_urlsafe(32),
             created_by=ctx.actor.actor,
         )
-        return Response(
-            created,
-            status_code=HTTP_201_CREATED,
-            headers={"Location": resource_url(request, "webhooks", created.id)},
+        return respond(
+            created, HTTP_201_CREATED, Location=resource_url(request, "webhooks", created.id)
         )
 
     async def _webhook(self, request: AnyRequest, webhook_id: str) -> Webhook:
@@ -142,8 +144,8 @@ class WebhookController(Controller):
         summary="Get a webhook",
         operation_id="getWebhook",
     )
-    async def get_webhook(self, request: AnyRequest, webhook_id: str) -> Webhook:
-        return await self._webhook(request, webhook_id)
+    async def get_webhook(self, request: AnyRequest, webhook_id: str) -> Response[Webhook]:
+        return respond(await self._webhook(request, webhook_id), 200)
 
     @delete(
         "/{webhook_id:str}",
@@ -155,14 +157,17 @@ class WebhookController(Controller):
     async def delete_webhook(self, request: AnyRequest, webhook_id: str) -> None:
         wid: UUID = path_uuid(webhook_id, "webhook")
         if not await store.delete_webhook(
-            reads_of(request).pool, context_of(request).tenant_id, wid
+            reads_of(request).pool,
+            context_of(request).tenant_id,
+            wid,
+            expected_version=if_match_version(request),
         ):
             raise NotFound("webhook not found")
 
     @get(
         "/{webhook_id:str}/deliveries",
         responses=READ_RESPONSES,
-        summary="A webhook's deliveries, newest first",
+        summary="A webhook's deliveries, oldest first",
         operation_id="listWebhookDeliveries",
     )
     async def list_deliveries(

@@ -17,7 +17,7 @@ from pim.commands.messages import (
 from pim.commands.policies import ENTITY_POLICIES, delete_entity
 from pim.commands.unit_of_work import UnitOfWork
 from pim.domain.entity import Entity
-from pim.domain.errors import FieldError, NotFound, ValidationFailed
+from pim.domain.errors import Conflict, FieldError, NotFound, ValidationFailed
 from pim.domain.product import Product
 from pim.domain.variant import Variant
 from pim.eventstore import CatalogStore
@@ -89,6 +89,9 @@ def create_in(uow: UnitOfWork, cmd: CreateEntity) -> None:
             _create(uow, Variant.entity_type, variant_id, variant_values, cmd.entity_id)
         except ValidationFailed as error:
             raise _prefixed(error, f"variants[{index}]") from None
+        except Conflict as error:
+            field = f"variants[{index}].{error.field}" if error.field else None
+            raise Conflict(error.detail, field) from None
 
 
 def update_in(uow: UnitOfWork, cmd: UpdateEntity) -> Entity:

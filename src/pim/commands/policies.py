@@ -115,7 +115,13 @@ class VariantPolicy(Policy):
 
     @staticmethod
     def _claims(uow: UnitOfWork, variant: Variant) -> None:
-        uow.claim("sku", variant.fields["sku"], variant.entity_id, f"sku '{variant.fields['sku']}'")
+        uow.claim(
+            "sku",
+            variant.fields["sku"],
+            variant.entity_id,
+            f"sku '{variant.fields['sku']}'",
+            field="sku",
+        )
         signature = option_signature(variant.fields.get("option_values") or {})
         if signature is not None:
             uow.claim(
@@ -123,6 +129,7 @@ class VariantPolicy(Policy):
                 signature,
                 variant.entity_id,
                 f"a variant of this product with option_values {signature}",
+                field="option_values",
             )
 
     @staticmethod
@@ -199,6 +206,7 @@ class CategoryPolicy(Policy):
             entity.fields["slug"],
             entity.entity_id,
             f"category slug '{entity.fields['slug']}'",
+            field="slug",
         )
         self._check_parent(uow, entity)
         if entity.fields.get("parent_id"):
@@ -212,6 +220,7 @@ class CategoryPolicy(Policy):
                 entity.fields["slug"],
                 entity.entity_id,
                 f"category slug '{entity.fields['slug']}'",
+                field="slug",
             )
         if _changed(entity, before, "parent_id"):
             self._check_parent(uow, entity)
@@ -237,7 +246,13 @@ class BrandPolicy(Policy):
 
     def on_create(self, uow: UnitOfWork, entity: Entity, parent_id: str | None) -> None:
         name = entity.fields["name"]
-        uow.claim("brand-name", brand_name_key(name), entity.entity_id, f"brand name '{name}'")
+        uow.claim(
+            "brand-name",
+            brand_name_key(name),
+            entity.entity_id,
+            f"brand name '{name}'",
+            field="name",
+        )
 
     def on_update(self, uow: UnitOfWork, entity: Entity, before: Mapping[str, Any]) -> None:
         if brand_name_key(before["name"]) != brand_name_key(entity.fields["name"]):
@@ -268,6 +283,7 @@ class KeyedPolicy(Policy):
                 entity.fields["key"],
                 entity.entity_id,
                 f"{entity.entity_type.replace('_', ' ')} key '{entity.fields['key']}'",
+                field="key",
             )
         self._check_refs(uow, entity, self.reference_fields)
 

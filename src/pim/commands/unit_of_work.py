@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 from pim.domain.context import Actor
 from pim.domain.entity import Entity
-from pim.domain.errors import NotFound
+from pim.domain.errors import Conflict, NotFound
 from pim.domain.ids import aggregate_id
 from pim.domain.indexes import Children, UniqueKey, children_id, unique_key_id
 from pim.eventstore import CatalogStore
@@ -66,15 +66,19 @@ class UnitOfWork:
         key = self._get(unique_key_id(self.actor.tenant_id, kind, value))
         return key.owner_id if isinstance(key, UniqueKey) else None
 
-    def claim(self, kind: str, value: str, owner_id: str, label: str) -> None:
-        """Claim a unique value for ``owner_id``; Conflict (409) when someone else holds it."""
+    def claim(self, kind: str, value: str, owner_id: str, label: str, *, field: str) -> None:
+        """Claim a unique value for ``owner_id``; Conflict (409) naming ``field`` when someone
+        else holds it."""
         key_id = unique_key_id(self.actor.tenant_id, kind, value)
         key = self._get(key_id)
         if key is None:
             key = UniqueKey.claim_new(self.actor, key_id, owner_id, label)
             self._loaded[key_id] = key
         else:
-            key.claim(self.actor, owner_id)
+            try:
+                key.claim(self.actor, owner_id)
+            except Conflict as exc:
+                raise Conflict(exc.detail, field) from None
         self.touch(key)
 
     def release(self, kind: str, value: str, owner_id: str) -> None:

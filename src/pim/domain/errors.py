@@ -35,7 +35,12 @@ class NotFound(DomainError):
 
 
 class Conflict(DomainError):
-    """A unique key is taken, or the resource's state forbids the change."""
+    """A unique key is taken, or the resource's state forbids the change. ``field`` names the
+    field whose value is taken (a path such as ``variants[1].sku``), when one is to blame."""
+
+    def __init__(self, detail: str, field: str | None = None) -> None:
+        super().__init__(detail)
+        self.field = field
 
 
 class PreconditionFailed(DomainError):

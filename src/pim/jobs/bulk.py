@@ -43,7 +43,7 @@ def _errors_of(exc: Exception) -> list[dict[str, str]]:
     if isinstance(exc, NotFound):
         return [{"field": "id", "code": "not_found", "message": exc.detail}]
     if isinstance(exc, Conflict):
-        return [{"field": "", "code": "conflict", "message": exc.detail}]
+        return [{"field": exc.field or "", "code": "conflict", "message": exc.detail}]
     if isinstance(exc, DomainError):
         return [{"field": "", "code": "invalid", "message": exc.detail}]
     if isinstance(exc, msgspec.ValidationError):

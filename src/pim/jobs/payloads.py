@@ -10,6 +10,7 @@ from uuid import UUID
 import msgspec
 
 from pim.domain.errors import FieldError, ValidationFailed
+from pim.domain.money import minor_units
 from pim.queries.pages import InvalidQuery
 from pim.queries.products import ProductFilters
 
@@ -120,6 +121,25 @@ def check_payload(job_type: str, payload: msgspec.Struct) -> None:
                     "out_of_range",
                     f"must be a finite number of at most {PRICE_LIMIT}",
                 )
+            )
+    if isinstance(payload, BulkUpdatePayload) and payload.price is not None:
+        # What would fail every item is refused up front.
+        currency = payload.price.currency
+        if currency is not None and minor_units(currency) is None:
+            errors.append(
+                FieldError(
+                    "payload.price.currency",
+                    "invalid_currency",
+                    "must be an ISO 4217 currency code",
+                )
+            )
+        if (
+            payload.price.op == "set"
+            and payload.price.value.is_finite()
+            and payload.price.value < 0
+        ):
+            errors.append(
+                FieldError("payload.price.value", "out_of_range", "a price cannot be negative")
             )
     if isinstance(payload, BulkUpdatePayload) and payload.set is None and payload.price is None:
         errors.append(FieldError("payload.set", "required", "give set and/or price"))

@@ -20,6 +20,7 @@ from psycopg import sql
 
 from pim.commands.unit_of_work import UnitOfWork
 from pim.domain.context import Actor
+from pim.domain.errors import DomainError
 from pim.domain.ids import aggregate_id
 from pim.eventstore import CatalogStore
 from pim.infra.database import advisory_lock_key
@@ -100,7 +101,14 @@ class JobRunner:
                 raise  # the message is retried with backoff; the job resumes where it was
             except Exception as exc:
                 log.exception("job %s failed", job_id)
-                self._fail(job_id, tenant_id, f"{type(exc).__name__}: {exc}")
+                # A client sees why in its own terms; internals (paths, SQL) stay in the log.
+                reason = (
+                    exc.detail
+                    if isinstance(exc, DomainError)
+                    else f"the job stopped on an internal error ({type(exc).__name__}); "
+                    "the server log has the details"
+                )
+                self._fail(job_id, tenant_id, reason)
 
     def _save_job(self, job: Job) -> None:
         position = self.ctx.jobs.save(job)
@@ -116,11 +124,13 @@ class JobRunner:
 
     @staticmethod
     def _event_data(job: Job) -> dict[str, Any]:
+        # as on the job resource: a failed export has no file to point at
+        has_result = job.status == "COMPLETED" or job.job_type != "EXPORT"
         return {
             "job_id": job.job_id,
             "type": job.job_type,
             "status": job.status,
-            "result_url": f"/api/v1/pim/bulk-jobs/{job.job_id}/result",
+            "result_url": f"/api/v1/pim/bulk-jobs/{job.job_id}/result" if has_result else None,
             "total_items": job.total_items,
             "processed_items": job.processed_items,
             "succeeded_items": job.succeeded_items,

@@ -33,20 +33,27 @@ class JobsView(Projection):
                 failed_items integer NOT NULL DEFAULT 0,
                 created_at timestamptz NOT NULL, started_at timestamptz,
                 finished_at timestamptz, created_by text NOT NULL, error text, result jsonb,
-                version integer NOT NULL, PRIMARY KEY (tenant_id, id))""",
+                version integer NOT NULL, updated_at timestamptz,
+                PRIMARY KEY (tenant_id, id))""",
+            # tables made before updated_at existed (rows there read it as their last known
+            # time until a rebuild fills it)
+            f"ALTER TABLE {t} ADD COLUMN IF NOT EXISTS updated_at timestamptz",
             f"CREATE INDEX IF NOT EXISTS {t}_list_idx ON {t} (tenant_id, type, created_at, id)",
         ]
 
     def _update(self, cur: Cursor[Any], event: Any, **columns: Any) -> None:
         names = list(columns)
         cur.execute(
-            sql.SQL("UPDATE {} SET {}, version = %s WHERE tenant_id = %s AND id = %s").format(
+            sql.SQL(
+                "UPDATE {} SET {}, version = %s, updated_at = %s WHERE tenant_id = %s AND id = %s"
+            ).format(
                 sql.Identifier(self.table("jobs_view")),
                 sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(n)) for n in names),
             ),
             [
                 *columns.values(),
                 event.originator_version,
+                event.timestamp,
                 event.tenant_id,
                 entity_id_of(event.originator_id),
             ],
@@ -56,7 +63,7 @@ class JobsView(Projection):
         cur.execute(
             sql.SQL(
                 "INSERT INTO {} (tenant_id, id, type, status, dry_run, created_at, created_by,"
-                " version) VALUES (%s, %s, %s, 'PENDING', %s, %s, %s, %s)"
+                " version, updated_at) VALUES (%s, %s, %s, 'PENDING', %s, %s, %s, %s, %s)"
             ).format(sql.Identifier(self.table("jobs_view"))),
             (
                 event.tenant_id,
@@ -66,6 +73,7 @@ class JobsView(Projection):
                 event.timestamp,
                 event.actor,
                 event.originator_version,
+                event.timestamp,
             ),
         )
 

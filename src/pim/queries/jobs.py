@@ -32,12 +32,16 @@ class JobView(msgspec.Struct, kw_only=True):
     created_by: str
     error: str | None
     result_url: str | None
+    # EXPORT: the log position the file reflects (once it is written)
+    position: int | None
     version: int
+    updated_at: datetime
 
 
 _COLUMNS = sql.SQL(
     "id, type, status, dry_run, total_items, processed_items, succeeded_items, failed_items,"
-    " created_at, started_at, finished_at, created_by, error, result, version"
+    " created_at, started_at, finished_at, created_by, error, result, version,"
+    " COALESCE(updated_at, finished_at, started_at, created_at)"
 )
 
 
@@ -58,8 +62,11 @@ def _to_view(row: tuple[Any, ...]) -> tuple[JobView, dict[str, Any] | None]:
         error,
         result,
         version,
+        updated_at,
     ) = row
-    finished = status in ("COMPLETED", "FAILED")
+    # A failed export has no file; a failed bulk job has the results of the items it reached.
+    has_result = status == "COMPLETED" or (status == "FAILED" and job_type != "EXPORT")
+    position = result.get("position") if job_type == "EXPORT" and result else None
     view = JobView(
         id=job_id,
         type=job_type,
@@ -74,8 +81,10 @@ def _to_view(row: tuple[Any, ...]) -> tuple[JobView, dict[str, Any] | None]:
         finished_at=finished_at,
         created_by=created_by,
         error=error,
-        result_url=f"/api/v1/pim/bulk-jobs/{job_id}/result" if finished else None,
+        result_url=f"/api/v1/pim/bulk-jobs/{job_id}/result" if has_result else None,
+        position=position,
         version=version,
+        updated_at=updated_at,
     )
     return view, result
 

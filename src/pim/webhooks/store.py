@@ -15,6 +15,7 @@ import psycopg
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
+from pim.domain.errors import PreconditionFailed
 from pim.queries.pages import CreatedKey, decode_cursor, encode_cursor
 
 AsyncPool = AsyncConnectionPool[AsyncConnection[Any]]
@@ -39,6 +40,10 @@ WEBHOOKS_DDL: list[str] = [
         created_by text NOT NULL,
         PRIMARY KEY (tenant_id, id)
     )""",
+    # Resource shape (API.md): a webhook is never changed, so it stays at version 1; the
+    # columns are added to tables made before they existed.
+    "ALTER TABLE webhooks ADD COLUMN IF NOT EXISTS version integer NOT NULL DEFAULT 1",
+    "ALTER TABLE webhooks ADD COLUMN IF NOT EXISTS updated_at timestamptz",
     "CREATE INDEX IF NOT EXISTS webhooks_by_creation ON webhooks (tenant_id, created_at, id)",
     """CREATE TABLE IF NOT EXISTS webhook_deliveries (
         tenant_id uuid NOT NULL,
@@ -57,7 +62,7 @@ WEBHOOKS_DDL: list[str] = [
         delivered_at timestamptz,
         PRIMARY KEY (tenant_id, id)
     )""",
-    # a webhook's deliveries, newest first
+    # a webhook's deliveries in creation order (scanned forwards or backwards)
     """CREATE INDEX IF NOT EXISTS webhook_deliveries_by_webhook
         ON webhook_deliveries (tenant_id, webhook_id, created_at DESC, id DESC)""",
     # the delivery actor only knows the delivery id
@@ -80,7 +85,9 @@ class Webhook(msgspec.Struct, kw_only=True):
     id: UUID
     url: str
     events: list[str]
+    version: int
     created_at: datetime
+    updated_at: datetime
 
 
 class CreatedWebhook(Webhook, kw_only=True):
@@ -90,6 +97,8 @@ class CreatedWebhook(Webhook, kw_only=True):
 
 
 class WebhookDelivery(msgspec.Struct, kw_only=True):
+    """One event for one webhook: ``version`` is 1 when recorded, +1 per attempt."""
+
     id: UUID
     event_id: UUID
     event_type: str
@@ -97,20 +106,28 @@ class WebhookDelivery(msgspec.Struct, kw_only=True):
     attempts: int
     last_status_code: int | None
     last_error: str | None
+    version: int
     created_at: datetime
     updated_at: datetime
     delivered_at: datetime | None
 
 
-_WEBHOOK_COLUMNS = "id, url, events, created_at"
+_WEBHOOK_COLUMNS = "id, url, events, version, created_at, COALESCE(updated_at, created_at)"
 _DELIVERY_COLUMNS = (
-    "id, event_id, event_type, status, attempts, last_status_code, last_error,"
+    "id, event_id, event_type, status, attempts, last_status_code, last_error, attempts + 1,"
     " created_at, updated_at, delivered_at"
 )
 
 
 def _webhook(row: tuple[Any, ...]) -> Webhook:
-    return Webhook(id=row[0], url=row[1], events=list(row[2]), created_at=row[3])
+    return Webhook(
+        id=row[0],
+        url=row[1],
+        events=list(row[2]),
+        version=row[3],
+        created_at=row[4],
+        updated_at=row[5],
+    )
 
 
 def _delivery(row: tuple[Any, ...]) -> WebhookDelivery:
@@ -122,9 +139,10 @@ def _delivery(row: tuple[Any, ...]) -> WebhookDelivery:
         attempts=row[4],
         last_status_code=row[5],
         last_error=row[6],
-        created_at=row[7],
-        updated_at=row[8],
-        delivered_at=row[9],
+        version=row[7],
+        created_at=row[8],
+        updated_at=row[9],
+        delivered_at=row[10],
     )
 
 
@@ -139,16 +157,14 @@ async def create_webhook(
 ) -> CreatedWebhook:
     async with pool.connection() as conn:
         cur = await conn.execute(
-            "INSERT INTO webhooks (tenant_id, id, url, events, secret, created_by)"
-            f" VALUES (%s, %s, %s, %s, %s, %s) RETURNING {_WEBHOOK_COLUMNS}",
+            "INSERT INTO webhooks (tenant_id, id, url, events, secret, created_by, updated_at)"
+            f" VALUES (%s, %s, %s, %s, %s, %s, now()) RETURNING {_WEBHOOK_COLUMNS}",
             (tenant_id, uuid4(), url, events, secret, created_by),
         )
         row = await cur.fetchone()
     assert row is not None
     hook = _webhook(row)
-    return CreatedWebhook(
-        id=hook.id, url=hook.url, events=hook.events, created_at=hook.created_at, secret=secret
-    )
+    return CreatedWebhook(**msgspec.structs.asdict(hook), secret=secret)
 
 
 async def list_webhooks(
@@ -187,14 +203,22 @@ async def get_webhook(pool: AsyncPool, tenant_id: str, webhook_id: UUID) -> Webh
     return _webhook(row) if row else None
 
 
-async def delete_webhook(pool: AsyncPool, tenant_id: str, webhook_id: UUID) -> bool:
-    """Remove the webhook and its deliveries; False when the tenant has no such webhook."""
+async def delete_webhook(
+    pool: AsyncPool, tenant_id: str, webhook_id: UUID, *, expected_version: int | None = None
+) -> bool:
+    """Remove the webhook and its deliveries; False when the tenant has no such webhook.
+    PreconditionFailed when ``expected_version`` (If-Match) is not its version."""
     async with pool.connection() as conn, conn.transaction():
         cur = await conn.execute(
-            "DELETE FROM webhooks WHERE tenant_id = %s AND id = %s", (tenant_id, webhook_id)
+            "DELETE FROM webhooks WHERE tenant_id = %s AND id = %s RETURNING version",
+            (tenant_id, webhook_id),
         )
-        if cur.rowcount == 0:
+        row = await cur.fetchone()
+        if row is None:
             return False
+        if expected_version is not None and expected_version != row[0]:
+            # raising rolls the transaction back: the webhook stays
+            raise PreconditionFailed(f"webhook is at version {row[0]}, not {expected_version}")
         await conn.execute(
             "DELETE FROM webhook_deliveries WHERE tenant_id = %s AND webhook_id = %s",
             (tenant_id, webhook_id),
@@ -205,19 +229,19 @@ async def delete_webhook(pool: AsyncPool, tenant_id: str, webhook_id: UUID) -> b
 async def list_deliveries(
     pool: AsyncPool, tenant_id: str, webhook_id: UUID, *, limit: int, cursor: str | None
 ) -> tuple[list[WebhookDelivery], str | None]:
-    """A webhook's deliveries newest first (keyset on ``(created_at, id)`` descending)."""
+    """A webhook's deliveries oldest first, like every list (keyset on ``(created_at, id)``)."""
     args: list[Any] = [tenant_id, webhook_id]
-    before = ""
+    after = ""
     if cursor is not None:
         key = decode_cursor(cursor, CreatedKey)
-        before = " AND (created_at, id) < (%s, %s)"
+        after = " AND (created_at, id) > (%s, %s)"
         args += [key.created_at, key.id]
     args.append(limit + 1)
     async with pool.connection() as conn:
         cur = await conn.execute(
             f"SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries"
-            f" WHERE tenant_id = %s AND webhook_id = %s{before}"
-            " ORDER BY created_at DESC, id DESC LIMIT %s",
+            f" WHERE tenant_id = %s AND webhook_id = %s{after}"
+            " ORDER BY created_at, id LIMIT %s",
             args,
         )
         rows = await cur.fetchall()
