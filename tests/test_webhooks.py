@@ -661,6 +661,22 @@ def test_register_get_list_and_delete_a_webhook(tenant: Tenant, other_tenant: Te
 
 
 @needs_api
+def test_a_password_in_a_webhook_url_is_never_shown(tenant: Tenant) -> None:
+    created = tenant.create(
+        "/webhooks",
+        url="https://ops:s3cr3t@hooks.example.com:8443/pim?x=1",
+        events=["bulk_job.failed"],
+    )
+    masked = "https://ops:***@hooks.example.com:8443/pim?x=1"
+    assert created["url"] == masked
+    assert tenant.get(f"/webhooks/{created['id']}").json()["url"] == masked
+    assert [w["url"] for w in tenant.get("/webhooks").json() if w["id"] == created["id"]] == [
+        masked
+    ]
+    assert "s3cr3t" not in tenant.get("/webhooks").text
+
+
+@needs_api
 def test_a_provided_secret_is_kept_and_events_are_deduplicated(tenant: Tenant) -> None:
     created = tenant.create(
         "/webhooks",

@@ -17,6 +17,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from pim.domain.errors import PreconditionFailed
 from pim.queries.pages import CreatedKey, decode_cursor, encode_cursor
+from pim.webhooks.targets import shown
 
 AsyncPool = AsyncConnectionPool[AsyncConnection[Any]]
 
@@ -122,7 +123,7 @@ _DELIVERY_COLUMNS = (
 def _webhook(row: tuple[Any, ...]) -> Webhook:
     return Webhook(
         id=row[0],
-        url=row[1],
+        url=shown(row[1]),
         events=list(row[2]),
         version=row[3],
         created_at=row[4],

@@ -36,6 +36,16 @@ def _split(url: str) -> tuple[SplitResult, str, int]:
     return parts, host, port if port is not None else default_port
 
 
+def shown(url: str) -> str:
+    """The URL as the API shows it: a password in it (sent as Basic auth on delivery) is
+    masked, like the secret it is."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.netloc.rpartition('@')[2]}"
+    return parts._replace(netloc=netloc).geturl()
+
+
 def refusal(ip: IPAddress) -> str | None:
     """Why this address may not receive webhooks (None when it may)."""
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
