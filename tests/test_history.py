@@ -171,6 +171,9 @@ def test_a_product_can_be_read_as_it_was_at_a_moment(tenant: Tenant) -> None:
     assert now.json()["version"] == 3
     before = rfc3339(times[0] - timedelta(seconds=1))
     assert_problem(tenant.get(path, params={"as_of": before}), 404)
+    # one past moment at a time: a version and a time together are ambiguous
+    both = {"version": "1", "as_of": rfc3339(datetime.now(UTC))}
+    assert_problem(tenant.get(path, params=both), 400, "as_of")
 
 
 @pytest.mark.parametrize(

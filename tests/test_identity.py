@@ -147,6 +147,18 @@ def test_health_probes_need_no_token(tenant: Tenant) -> None:
     assert ready.json()["checks"] == {"database": "ok", "projections": "ok", "redis": "ok"}
 
 
+@pytest.mark.parametrize("claim", ["sub", "email"])
+def test_a_token_whose_identity_holds_a_nul_is_401(tenant: Tenant, claim: str) -> None:
+    """Who acted is recorded on every event and projected into text columns."""
+    claims = jwt.decode(tenant.token(), options={"verify_signature": False})
+    claims[claim] = "someone\x00else"
+    token = jwt.encode(claims, JWT_SECRET, algorithm="HS256")
+    assert_problem(
+        tenant.post("/products", json={"title": "x"}, headers=tenant.headers(token)), 401
+    )
+    assert tenant.get("/products").json() == []
+
+
 # -- the verifier itself, for the key types a deployment can configure ----------------------
 
 

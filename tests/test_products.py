@@ -103,6 +103,93 @@ def test_malformed_json_is_400(tenant: Tenant, raw: bytes) -> None:
     assert_problem(response, 400)
 
 
+@pytest.mark.parametrize("depth", [1_000, 100_000])
+@pytest.mark.parametrize("path", ["/products", "/categories", "/bulk-jobs", "/webhooks"])
+def test_a_body_nested_too_deeply_is_400_never_500(tenant: Tenant, path: str, depth: int) -> None:
+    json_type = {"Content-Type": "application/json"}
+    arrays = b"[" * depth + b"]" * depth
+    objects = b'{"title":' * depth + b'"x"' + b"}" * depth
+    for kind, raw in (("arrays", arrays), ("objects", objects)):
+        assert_problem(tenant.post(path, content=raw, headers=json_type), 400)
+        replayable = {**json_type, "Idempotency-Key": f"deep-{path}-{depth}-{kind}"}
+        assert_problem(tenant.post(path, content=raw, headers=replayable), 400)
+
+
+def test_deep_but_readable_attribute_values_are_stored_or_refused_never_500(
+    tenant: Tenant,
+) -> None:
+    for depth in (50, 400, 800, 990):
+        value = '{"a":' * depth + '"leaf"' + "}" * depth
+        raw = f'{{"title": "deep {depth}", "attributes": {{"k": {value}}}}}'.encode()
+        response = tenant.post(
+            "/products", content=raw, headers={"Content-Type": "application/json"}
+        )
+        assert response.status_code in (201, 400, 422), (depth, response.text[:300])
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b'{"title": "t", "description": "a\\u0000b"}', "description"),
+        (b'{"title": "t", "attributes": {"k": ["x", "\\u0000"]}}', "attributes.k[1]"),
+        (b'{"title": "t", "attributes": {"k\\u0000": 1}}', "attributes.k\x00"),
+        (
+            b'{"title": "t", "variants": [{"sku": "S", "option_values": {"c": "\\u0000"}}]}',
+            "variants[0].option_values.c",
+        ),
+    ],
+)
+def test_a_nul_character_is_refused_and_harms_nobody(
+    tenant: Tenant, other_tenant: Tenant, body: bytes, field: str
+) -> None:
+    """PostgreSQL text cannot hold U+0000: accepted, it would stop every tenant's read models."""
+    json_type = {"Content-Type": "application/json"}
+    problem = assert_problem(tenant.post("/products", content=body, headers=json_type), 422)
+    assert [(e["field"], e["code"]) for e in problem["errors"]] == [(field, "invalid_character")]
+    product = tenant.create_product(title="Patched")
+    patch = b'{"description": "x\\u0000"}'
+    response = tenant.request(
+        "PATCH", f"/products/{product['id']}", content=patch, headers=json_type
+    )
+    assert_problem(response, 422, "description")
+    job = tenant.post(
+        "/bulk-jobs",
+        content=b'{"type": "BULK_IMPORT", "payload": {"products": [{"title": "\\u0000"}]}}',
+        headers=json_type,
+    )
+    assert_problem(job, 422, "payload.products[0].title")
+    # nothing was stopped: another tenant's writes are read back at once
+    theirs = other_tenant.create_product(title="Still served")
+    assert other_tenant.get(f"/products/{theirs['id']}").status_code == 200
+    assert [p["id"] for p in other_tenant.get("/products").json()][-1] == theirs["id"]
+    # a backslash followed by "u0000" is just text
+    text = tenant.post(
+        "/products", content=b'{"title": "t", "description": "a\\\\u0000"}', headers=json_type
+    )
+    assert text.status_code == 201 and text.json()["description"] == "a\\u0000"
+
+
+def test_invalid_utf8_in_a_string_is_400(tenant: Tenant) -> None:
+    json_type = {"Content-Type": "application/json"}
+    assert_problem(
+        tenant.post("/products", content=b'{"title":"\xff\xfe"}', headers=json_type), 400
+    )
+
+
+def test_a_number_out_of_range_is_422_naming_the_field(tenant: Tenant) -> None:
+    raw = b'{"title": "x", "attributes": {"weight": 1e400}}'
+    response = tenant.post("/products", content=raw, headers={"Content-Type": "application/json"})
+    assert_problem(response, 422, "attributes")
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/products?q=%00", "/products?status=A%00", "/events?actor=%00", "/audit?actor=x%00"],
+)
+def test_a_nul_character_in_a_query_is_400(tenant: Tenant, path: str) -> None:
+    assert_problem(tenant.get(path), 400)
+
+
 def test_a_json_body_that_is_not_an_object_is_422(tenant: Tenant) -> None:
     assert_problem(tenant.post("/products", json=["title"]), 422, "body")
 
@@ -191,6 +278,8 @@ def test_if_match_guards_updates_and_deletes(tenant: Tenant) -> None:
     assert ok.status_code == 200 and ok.headers["etag"] == '"2"'
     assert_problem(tenant.patch(path, json={"title": "Bench"}, headers={"If-Match": '"1"'}), 412)
     assert_problem(tenant.delete(path, headers={"If-Match": '"1"'}), 412)
+    # If-Match compares strongly: a weak tag never matches, even the current version's
+    assert_problem(tenant.patch(path, json={"title": "Bench"}, headers={"If-Match": 'W/"2"'}), 412)
     assert tenant.get(path).json()["title"] == "Stool"
     assert tenant.delete(path, headers={"If-Match": '"2"'}).status_code == 204
 

@@ -4,7 +4,7 @@ turned into a problem that names the field (``variants[0].sku``)."""
 from __future__ import annotations
 
 import re
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -20,7 +20,8 @@ _FIELD_NAME = re.compile(r"field `(?P<name>[^`]+)`")
 
 
 def _join(path: str, name: str | None) -> str:
-    path = path.lstrip(".")
+    # msgspec names a map's value "[...]" without its key: the map is the field then
+    path = path.replace("[...]", "").lstrip(".")
     if name is None:
         return path or "body"
     return f"{path}.{name}" if path else name
@@ -89,15 +90,19 @@ def decode_body(
             slug="unsupported-media-type",
         )
     try:
-        return msgspec.json.decode(body, type=type_)
+        decoded = msgspec.json.decode(body, type=type_)
     except msgspec.ValidationError as exc:
         # Typed decoding stops at the first wrong type; malformed JSON must still be a 400.
         try:
             msgspec.json.decode(body)
+        except msgspec.ValidationError:
+            pass  # well-formed, with a value out of range (1e400): the typed error says where
         except msgspec.DecodeError as syntax:
             raise ApiError(
                 400, f"request body is not valid JSON: {syntax}", slug="malformed-json"
             ) from None
+        except RecursionError:
+            raise _too_deep() from None
         error = field_error_from_msgspec(str(exc))
         raise ApiError(
             422, f"{error.field}: {error.message}", slug="validation-error", errors=[error]
@@ -106,3 +111,44 @@ def decode_body(
         raise ApiError(
             400, f"request body is not valid JSON: {exc}", slug="malformed-json"
         ) from None
+    except UnicodeDecodeError:
+        raise ApiError(400, "request body is not valid UTF-8 JSON", slug="malformed-json") from None
+    except RecursionError:
+        raise _too_deep() from None
+    # JSON spells NUL only as this escape; only then is the (rare) walk needed.
+    if b"\\u0000" in body:
+        field = first_nul(msgspec.json.decode(body))
+        if field is not None:
+            error = FieldError(
+                field, "invalid_character", "must not contain the NUL character (U+0000)"
+            )
+            raise ApiError(
+                422, f"{field}: {error.message}", slug="validation-error", errors=[error]
+            )
+    return decoded
+
+
+def first_nul(document: Any) -> str | None:
+    """The path of the first key or string holding U+0000, which PostgreSQL text and jsonb
+    cannot store: accepted, it would stop the projections at that event for every tenant."""
+    stack: list[tuple[str, Any]] = [("", document)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                return path or "body"
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                child = f"{path}.{key}" if path else str(key)
+                if "\x00" in str(key):
+                    return child
+                stack.append((child, item))
+        elif isinstance(value, list):
+            stack.extend((f"{path}[{i}]", item) for i, item in enumerate(value))
+    return None
+
+
+def _too_deep() -> ApiError:
+    """msgspec decodes nested arrays/objects recursively: a body nested ~1,000 levels deep
+    (a few KB) exhausts the interpreter's recursion limit. No catalog document nests so deep."""
+    return ApiError(400, "request body is nested too deeply to be read", slug="malformed-json")

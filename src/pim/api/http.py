@@ -12,8 +12,8 @@ from pim.api.identity import RequestContext
 from pim.api.problems import ApiError
 from pim.api.reads import ReadSide
 from pim.bootstrap import Services
-from pim.domain.errors import NotFound
-from pim.queries.pages import Rendered, parse_natural
+from pim.domain.errors import NotFound, PreconditionFailed
+from pim.queries.pages import InvalidQuery, Rendered, parse_natural
 
 API_PREFIX = "/api/v1/pim"
 
@@ -51,11 +51,13 @@ def if_match_version(request: AnyRequest) -> int | None:
     if raw is None or raw.strip() == "*":
         return None
     value = raw.strip()
-    if value.startswith("W/"):
-        value = value[2:]
-    version = parse_natural(value.strip('"'))
+    weak = value.startswith("W/")
+    version = parse_natural(value.removeprefix("W/").strip('"'))
     if version is None:
         raise ApiError(400, 'If-Match must be an entity tag such as "3"', slug="invalid-header")
+    if weak:
+        # If-Match compares strongly (RFC 9110 13.1.1): a weak tag never matches.
+        raise PreconditionFailed("If-Match needs a strong entity tag (ours are never weak)")
     return version
 
 
@@ -77,8 +79,13 @@ def next_link(request: AnyRequest, cursor: str | None) -> dict[str, str]:
 
 
 def query_params(request: AnyRequest) -> dict[str, str]:
-    """Single-valued query parameters (the last value wins)."""
-    return dict(request.query_params.items())
+    """Single-valued query parameters (the last value wins). A NUL character (``%00``) is
+    refused here, for every route: PostgreSQL text cannot hold it."""
+    params = dict(request.query_params.items())
+    for name, value in params.items():
+        if "\x00" in name or "\x00" in value:
+            raise InvalidQuery(name.replace("\x00", ""), "must not contain the NUL character")
+    return params
 
 
 def respond(view: Any, status: int, **headers: str) -> Response[Any]:

@@ -158,6 +158,8 @@ class ResourceEndpoints:
     async def _past(self, request: AnyRequest, entity_id: UUID, params: dict[str, str]) -> Any:
         """The resource as it was at ``?version=N`` or ``?as_of=<RFC 3339>`` (from the log)."""
         version = None
+        if "version" in params and "as_of" in params:
+            raise InvalidQuery("as_of", "cannot be combined with version; give one of them")
         if "version" in params:
             version = parse_natural(params["version"])
             if version is None or version < 1:

@@ -144,6 +144,10 @@ class TokenVerifier:
         email = claims.get("email")
         if not isinstance(subject, str) or not subject:
             raise InvalidToken("token has no subject")
+        # The subject and email are recorded on every event and projected into text columns,
+        # which cannot hold NUL.
+        if "\x00" in subject or (isinstance(email, str) and "\x00" in email):
+            raise InvalidToken("token subject or email contains a NUL character")
         if tenant_id is None:
             raise InvalidToken("token has no valid tenant_id claim")
         if not isinstance(org_ids_claim, list):

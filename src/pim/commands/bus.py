@@ -18,7 +18,7 @@ from pim.commands.messages import (
     RevertProduct,
     UpdateEntity,
 )
-from pim.domain.errors import Conflict, PreconditionFailed
+from pim.domain.errors import Conflict
 from pim.eventstore import CatalogStore, IntegrityError
 
 log = logging.getLogger(__name__)
@@ -55,11 +55,10 @@ class CommandBus:
                 outcome = handler(command, self.store)
                 break
             except IntegrityError:
-                # Someone saved this aggregate after we loaded it.
-                if getattr(command, "expected_version", None) is not None:
-                    raise PreconditionFailed(
-                        "the resource was changed by another request; reload it and retry"
-                    ) from None
+                # Someone saved one of its aggregates after we loaded it: run it again on
+                # fresh state. With If-Match that run answers 412 if the resource itself
+                # moved on; a conflict elsewhere (a unique key, a children list, a
+                # turnstile) is no reason to call the client's version stale.
                 if attempt == MAX_ATTEMPTS:
                     raise Conflict(
                         "the resource is being changed by other requests; retry"

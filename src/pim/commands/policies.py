@@ -223,6 +223,9 @@ class CategoryPolicy(Policy):
                 field="slug",
             )
         if _changed(entity, before, "parent_id"):
+            # The cycle check reads the new parent's ancestors, which this move does not
+            # write: concurrent moves pass one at a time, or two could close a loop.
+            uow.pass_turnstile("category-tree", entity.entity_id)
             self._check_parent(uow, entity)
             if before.get("parent_id"):
                 uow.children(before["parent_id"]).remove(uow.actor, entity.entity_id)

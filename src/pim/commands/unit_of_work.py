@@ -9,7 +9,14 @@ from pim.domain.context import Actor
 from pim.domain.entity import Entity
 from pim.domain.errors import Conflict, NotFound
 from pim.domain.ids import aggregate_id
-from pim.domain.indexes import Children, UniqueKey, children_id, unique_key_id
+from pim.domain.indexes import (
+    Children,
+    Turnstile,
+    UniqueKey,
+    children_id,
+    turnstile_id,
+    unique_key_id,
+)
 from pim.eventstore import CatalogStore
 
 TEntity = TypeVar("TEntity", bound=Entity)
@@ -80,6 +87,17 @@ class UnitOfWork:
             except Conflict as exc:
                 raise Conflict(exc.detail, field) from None
         self.touch(key)
+
+    def pass_turnstile(self, name: str, by: str) -> None:
+        """Serialise this command with every other one passing the tenant's turnstile
+        ``name`` (see Turnstile): a concurrent one makes this save conflict and retry."""
+        key_id = turnstile_id(self.actor.tenant_id, name)
+        turnstile = self._get(key_id)
+        if not isinstance(turnstile, Turnstile):
+            turnstile = Turnstile.open(self.actor, key_id)
+            self._loaded[key_id] = turnstile
+        turnstile.pass_through(self.actor, by)
+        self.touch(turnstile)
 
     def release(self, kind: str, value: str, owner_id: str) -> None:
         key = self._get(unique_key_id(self.actor.tenant_id, kind, value))

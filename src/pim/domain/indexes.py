@@ -25,6 +25,10 @@ def children_id(tenant_id: str, parent_id: str) -> str:
     return f"{tenant_id}:children:{parent_id}"
 
 
+def turnstile_id(tenant_id: str, name: str) -> str:
+    return f"{tenant_id}:turnstile:{name}"
+
+
 class UniqueKey(BaseAggregate[str]):
     """Who owns one unique value (None once released)."""
 
@@ -152,3 +156,38 @@ class Children(BaseAggregate[str]):
 
     def of_type(self, child_type: str) -> list[str]:
         return [cid for cid, ctype in self.members.items() if ctype == child_type]
+
+
+class Turnstile(BaseAggregate[str]):
+    """Changes that must not run side by side pass here one at a time.
+
+    A rule that reads more than its command writes cannot rely on the events table's key
+    alone: two category moves that each check the other's ancestors for a cycle write
+    different aggregates, so both would succeed and make a loop. Each such change records a
+    pass on the tenant's turnstile in its own transaction; two concurrent ones write the same
+    version, one save fails, and its command is retried on fresh state (where the rule now
+    sees the other change). Only moves pass (creations cannot close a loop), so the stream
+    grows with a tenant's category moves, which are few."""
+
+    if TYPE_CHECKING:
+        passes: int
+
+    class Event(CatalogEvent):
+        pass
+
+    class Opened(Event, CreationEvent):
+        def apply(self, aggregate: Any) -> None:
+            aggregate.passes = 0
+
+    class Passed(Event):
+        by: str
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.passes += 1
+
+    @classmethod
+    def open(cls, actor: Actor, aggregate_id: str) -> Self:
+        return cls._create(cls.Opened, id=aggregate_id, **actor.event_meta())
+
+    def pass_through(self, actor: Actor, by: str) -> None:
+        self.trigger_event(self.Passed, by=by, **actor.event_meta())
