@@ -128,3 +128,54 @@ def test_a_v1_children_list_still_cascades_a_product_delete(
         f"/products/{sku_owner['id']}/variants", json={"sku": variant.json()["sku"]}
     )
     assert reused.status_code == 201, reused.text
+
+
+def test_a_nul_already_in_the_log_stops_no_projection(
+    tenant: Tenant, other_tenant: Tenant, service: Service
+) -> None:
+    """The API refuses U+0000, which PostgreSQL text and jsonb cannot hold; an event written
+    before it did (or by another writer) is projected with U+FFFD instead, and every tenant's
+    reads go on."""
+    product_id = str(uuid.uuid4())
+    state = {
+        "timestamp": {"_type_": "datetime_iso", "_data_": "2025-01-02T03:04:05+00:00"},
+        "tenant_id": tenant.tenant_id,
+        "org_id": tenant.org_id,
+        "actor": "legacy-importer",
+        "actor_email": None,
+        "request_id": "legacy-nul",
+        "originator_topic": "pim.domain.product:Product",
+        "class_version": 2,
+        "fields": {
+            "title": "Nul\x00lamp",
+            "description": "a\x00b",
+            "category": None,
+            "status": "DRAFT",
+            "brand_id": None,
+            "template_id": None,
+            "attributes": {"k\x00": "v\x00"},
+        },
+    }
+    append_raw_event(
+        service.database_url,
+        f"{tenant.tenant_id}:{product_id}",
+        1,
+        "pim.domain.product:Product.Created",
+        state,
+    )
+    deadline = time.monotonic() + 10
+    response = tenant.get(f"/products/{product_id}")
+    while response.status_code == 404 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        response = tenant.get(f"/products/{product_id}")
+    assert response.status_code == 200, response.text
+    product = response.json()
+    assert product["title"] == "Nul\ufffdlamp" and product["description"] == "a\ufffdb"
+    assert product["attributes"] == {"k\ufffd": "v\ufffd"}
+    # the log keeps what was written
+    history = tenant.get(f"/products/{product_id}/history").json()
+    assert history[0]["changes"]["title"]["to"] == "Nul\x00lamp"
+    # the projections went on past it, for everyone
+    theirs = other_tenant.create_product(title="After the NUL")
+    assert other_tenant.get(f"/products/{theirs['id']}").status_code == 200
+    assert tenant.get("/stats").json()["total_products"] >= 1

@@ -4,6 +4,7 @@ statement ends as the same rows applied one by one."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -97,3 +98,17 @@ def test_rows_for_one_target_twice_in_a_run_apply_in_order(make_database: Any) -
             projection.write_inserts(cur)
         rows = conn.execute("SELECT id, v, n FROM t ORDER BY id").fetchall()
     assert rows == [(1, "c", 2), (2, "b", 1), (3, "start", 0)]
+
+
+def test_read_model_rows_show_a_nul_as_u_fffd_and_leave_escaped_backslashes_alone() -> None:
+    from pim.projections.base import rows_json
+
+    values = ["a\x00b", "a\\u0000", "x\\\x00", "\x00\x00", "plain"]
+    decoded = json.loads(rows_json([{"t": v} for v in values]))
+    assert [row["t"] for row in decoded] == [
+        "a\ufffdb",
+        "a\\u0000",
+        "x\\\ufffd",
+        "\ufffd\ufffd",
+        "plain",
+    ]
