@@ -91,6 +91,10 @@ def test_audit_filters(tenant: Tenant) -> None:
         ("PRODUCT_CREATED", b["id"]),
         ("PRODUCT_CREATED", a["id"]),
     ]
+    # the filters do not care about case
+    assert actions(entity_type="PRODUCT", action="product_created") == actions(
+        entity_type="product", action="PRODUCT_CREATED"
+    )
     everything = tenant.get("/audit").json()
     middle = everything[1]["occurred_at"]
     assert [e["id"] for e in tenant.get("/audit", params={"since": middle}).json()] == [

@@ -106,8 +106,16 @@ def test_bad_variant_fields_are_422_naming_the_field(
 ) -> None:
     product = tenant.create_product()
     response = tenant.post(f"/products/{product['id']}/variants", json=body)
-    assert_problem(response, 422, field)
+    problem = assert_problem(response, 422, field)
+    # one error per mistake: an invalid currency is not also reported as a missing one
+    assert len(problem["errors"]) == 1, problem
     assert tenant.get(f"/products/{product['id']}/variants").json() == []
+
+
+def test_an_empty_barcode_is_no_barcode(tenant: Tenant) -> None:
+    product = tenant.create_product()
+    variant = tenant.create(f"/products/{product['id']}/variants", sku="EMPTY-BC", barcode="")
+    assert variant["barcode"] is None
 
 
 def test_unconventional_skus_and_invalid_barcodes_are_accepted(tenant: Tenant) -> None:
@@ -410,6 +418,13 @@ def test_templates_and_groups_reference_existing_attributes(tenant: Tenant) -> N
         "attribute_ids[0]",
     )
     assert_problem(tenant.post("/attribute-groups", json={"name": "G", "key": "sizing"}), 409)
+    # without a key, one is derived from the name (like a category's slug)
+    derived = tenant.create("/attribute-groups", name="Main Spécs 2")
+    assert derived["key"] == "main_specs_2"
+    assert_problem(tenant.post("/attribute-groups", json={"name": "Main specs 2"}), 409, "key")
+    assert_problem(tenant.post("/attribute-groups", json={"name": "2024"}), 422, "key")
+    # an attribute's key is what products are keyed by: never guessed
+    assert_problem(tenant.post("/attributes", json={"name": "Weight"}), 422, "key")
     product = tenant.create_product(template_id=template["id"])
     assert product["template_id"] == template["id"]
     assert_problem(

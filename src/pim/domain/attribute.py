@@ -9,6 +9,7 @@ from pim.domain.entity import Entity
 from pim.domain.rules import (
     ATTRIBUTE_KEY_PATTERN,
     FieldErrors,
+    keyify,
     name_field,
     one_of,
     optional_text_field,
@@ -27,7 +28,11 @@ def _key(
     values: Mapping[str, Any],
     out: dict[str, Any],
     current: Mapping[str, Any] | None,
+    *,
+    derive: bool = False,
 ) -> None:
+    """``key``: required and immutable; with ``derive`` an absent key on create comes from
+    the name (``"Main specs"`` -> ``main_specs``), as a category's slug does."""
     if "key" in values:
         key = values["key"]
         if not isinstance(key, str) or not ATTRIBUTE_KEY_PATTERN.match(key):
@@ -36,6 +41,12 @@ def _key(
             errors.add("key", "immutable", "cannot change once created")
         else:
             out["key"] = key
+    elif current is None and derive and isinstance(out.get("name"), str):
+        derived = keyify(out["name"])
+        if derived:
+            out["key"] = derived
+        else:
+            errors.add("key", "required", "give a key: none can be derived from the name")
     elif current is None:
         errors.add("key", "required", "is required")
 
@@ -148,7 +159,7 @@ class AttributeGroup(Entity):
         out: dict[str, Any] = {}
         name_field(errors, values, out, current=current)
         optional_text_field(errors, values, out, "description")
-        _key(errors, values, out, current)
+        _key(errors, values, out, current, derive=True)
         if "attribute_ids" in values:
             ids = values["attribute_ids"]
             out["attribute_ids"] = (

@@ -132,6 +132,13 @@ def slugify(value: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")[:255]
 
 
+def keyify(value: str) -> str:
+    """A key (``^[a-z][a-z0-9_]{0,63}$``) from a name, or "" when none can be made."""
+    ascii_text = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode()
+    key = re.sub(r"[^a-z0-9]+", "_", ascii_text.lower()).strip("_")[:64].rstrip("_")
+    return key if key[:1].isalpha() else ""
+
+
 NAME_MAX = 255
 DESCRIPTION_MAX = 10_000
 

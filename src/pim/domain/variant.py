@@ -63,9 +63,10 @@ class Variant(Entity):
             errors.add("sku", "required", "is required")
         if "barcode" in values:
             value = values["barcode"]
+            # An empty barcode is no barcode (clients clear a form field that way).
             out["barcode"] = (
                 None
-                if value is None
+                if value is None or value == ""
                 else text(
                     errors, "barcode", value, min_length=1, max_length=BARCODE_MAX, single_line=True
                 )
@@ -109,6 +110,8 @@ def _price(
     out: dict[str, Any],
     current: Mapping[str, Any] | None,
 ) -> None:
+    if "currency" in values and "currency" not in out:
+        return  # the currency sent is invalid, already reported: the price cannot be checked
     state = {**Variant.defaults, **(current or {})}
     raw_price = values["price"] if "price" in values else state.get("price")
     currency = out["currency"] if "currency" in out else state.get("currency")

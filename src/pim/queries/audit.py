@@ -54,10 +54,14 @@ class AuditFilters(msgspec.Struct, frozen=True):
 
     @classmethod
     def parse(cls, params: Mapping[str, str]) -> AuditFilters:
+        # Entries spell entity types in lower case and actions in upper case; a filter in the
+        # other case means the same thing.
         entity_type = params.get("entity_type")
+        entity_type = entity_type.lower() if entity_type is not None else None
         if entity_type is not None and entity_type not in ENTITY_TYPES:
             raise InvalidQuery("entity_type", f"must be one of {', '.join(sorted(ENTITY_TYPES))}")
         action = params.get("action")
+        action = action.upper() if action is not None else None
         if action is not None and action not in ACTIONS:
             raise InvalidQuery("action", f"must be one of {', '.join(sorted(ACTIONS))}")
         actor = params.get("actor")
