@@ -13,6 +13,8 @@ from pim.auth.tokens import TokenVerifier, load_or_create_secret
 from pim.commands.bus import CommandBus
 from pim.eventstore import (
     JOBS_EVENTS_TABLE,
+    SNAPSHOTS_DDL,
+    SNAPSHOTS_TABLE,
     CatalogApplication,
     CatalogStore,
     JobsApplication,
@@ -86,12 +88,13 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
         # Constructing the applications creates their event tables.
         catalog = CatalogApplication(env=eventsourcing_env(database_url))
         jobs_app = JobsApplication(env=eventsourcing_env(database_url, pool_size=1))
-        store = CatalogStore(catalog)
+        store = CatalogStore(catalog, snapshots_table=SNAPSHOTS_TABLE)
         if migrate:
             run_ddl(
                 conn,
                 [
                     *AUDIT_DDL,
+                    *SNAPSHOTS_DDL,
                     *Projector.ddl_for(catalog_projections()),
                     *Projector.ddl_for([JobsView()]),
                     *IDEMPOTENCY_DDL,

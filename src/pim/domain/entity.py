@@ -96,6 +96,8 @@ class Entity(BaseAggregate[str]):
     the map (copy-on-write). That is what lets loading and creating skip deep copies."""
 
     entity_type: ClassVar[str] = "entity"
+    # Long-lived and edited again and again: loads start from a snapshot (see eventstore).
+    snapshot: ClassVar[bool] = True
     # Object-valued fields that merge key by key on update (RFC 7396) instead of replacing.
     merge_fields: ClassVar[frozenset[str]] = frozenset()
     # Values of optional fields a new entity starts with.

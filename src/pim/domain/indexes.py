@@ -8,7 +8,7 @@ concurrent claims impossible (one save fails and is retried, then sees the claim
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from eventsourcing.domain import BaseAggregate
 
@@ -77,6 +77,9 @@ class UniqueKey(BaseAggregate[str]):
 
 class Children(BaseAggregate[str]):
     """The live children of one parent: child id -> entity type."""
+
+    # One event per child added or removed: loads start from a snapshot (see eventstore).
+    snapshot: ClassVar[bool] = True
 
     if TYPE_CHECKING:
         members: dict[str, str]
