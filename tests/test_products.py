@@ -190,6 +190,18 @@ def test_a_nul_character_in_a_query_is_400(tenant: Tenant, path: str) -> None:
     assert_problem(tenant.get(path), 400)
 
 
+def test_every_wrongly_typed_or_unknown_field_is_named_at_once(tenant: Tenant) -> None:
+    body = {"title": "ok", "status": "LIVE", "colour": "red", "description": 5, "brand_id": "x"}
+    problem = assert_problem(tenant.post("/products", json=body), 422)
+    assert {(e["field"], e["code"]) for e in problem["errors"]} == {
+        ("status", "invalid_choice"),
+        ("colour", "unknown_field"),
+        ("description", "invalid_type"),
+        ("brand_id", "invalid_format"),
+    }
+    assert tenant.get("/products", params={"q": "ok"}).json() == []
+
+
 def test_a_json_body_that_is_not_an_object_is_422(tenant: Tenant) -> None:
     assert_problem(tenant.post("/products", json=["title"]), 422, "body")
 

@@ -103,9 +103,12 @@ def decode_body(
             ) from None
         except RecursionError:
             raise _too_deep() from None
-        error = field_error_from_msgspec(str(exc))
+        errors = _every_field_error(body, type_, field_error_from_msgspec(str(exc)))
         raise ApiError(
-            422, f"{error.field}: {error.message}", slug="validation-error", errors=[error]
+            422,
+            "; ".join(f"{e.field}: {e.message}" for e in errors),
+            slug="validation-error",
+            errors=errors,
         ) from None
     except msgspec.DecodeError as exc:
         raise ApiError(
@@ -126,6 +129,26 @@ def decode_body(
                 422, f"{field}: {error.message}", slug="validation-error", errors=[error]
             )
     return decoded
+
+
+def _every_field_error(body: bytes, type_: type[Any], first: FieldError) -> list[FieldError]:
+    """msgspec stops at the first wrong field; a client fixing its request wants them all.
+    Each top-level member is converted on its own (every input field is optional, so alone it
+    can only fail on itself), and the errors naming that member are kept. Costs nothing
+    unless the body was already refused."""
+    errors = [first]
+    document = msgspec.json.decode(body)
+    if not isinstance(document, dict) or not hasattr(type_, "__struct_fields__"):
+        return errors
+    for key, value in document.items():
+        try:
+            msgspec.convert({key: value}, type_, strict=True)
+        except msgspec.ValidationError as exc:
+            error = field_error_from_msgspec(str(exc))
+            names_key = error.field == key or error.field.startswith((f"{key}.", f"{key}["))
+            if names_key and error.field not in {e.field for e in errors}:
+                errors.append(error)
+    return errors
 
 
 def first_nul(document: Any) -> str | None:
