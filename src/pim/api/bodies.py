@@ -137,12 +137,17 @@ def _every_field_error(body: bytes, type_: type[Any], first: FieldError) -> list
     can only fail on itself), and the errors naming that member are kept. Costs nothing
     unless the body was already refused."""
     errors = [first]
-    document = msgspec.json.decode(body)
+    try:
+        document = msgspec.json.decode(body)
+    except (msgspec.DecodeError, RecursionError):  # e.g. 1e400: the first error says it all
+        return errors
     if not isinstance(document, dict) or not hasattr(type_, "__struct_fields__"):
         return errors
     for key, value in document.items():
         try:
             msgspec.convert({key: value}, type_, strict=True)
+        except RecursionError:
+            continue
         except msgspec.ValidationError as exc:
             error = field_error_from_msgspec(str(exc))
             names_key = error.field == key or error.field.startswith((f"{key}.", f"{key}["))
