@@ -7,6 +7,7 @@ worker died continues from its progress aggregate; a per-job advisory lock keeps
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -40,6 +41,9 @@ from pim.projections.runner import Projector
 from pim.queries.products import ProductFilters, product_filter_sql
 
 log = logging.getLogger(__name__)
+
+# How many written batches the read models may lag behind a bulk job before it waits.
+PROJECTION_LAG_BATCHES = 2
 
 # Rows per round trip when exporting: memory is ~2 KB x this, whatever the catalog's size.
 EXPORT_BATCH_SIZE = 500
@@ -163,7 +167,8 @@ class JobRunner:
         progress = bulk.load_progress(self.ctx.catalog, actor, job.job_id)
         total = len(work.items)
         start = progress.next_index
-        previous: int | None = None
+        # Log positions of the batches written and not yet known to be projected.
+        behind: deque[int] = deque()
         # The next batch is loaded on a second thread while this one is applied: its
         # queries' round trips overlap with this batch's work.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch") as loader:
@@ -190,18 +195,19 @@ class JobRunner:
                     progress=progress,
                     prepared=prepared,
                 )
-                if previous is not None:
-                    # Backpressure, one batch behind: the read models keep up with the job
-                    # while the next batch is written (another process's projector works
-                    # meanwhile; this one helps only if nobody does).
-                    self.ctx.catalog_projector.wait_for_others(previous, timeout=60)
-                previous = position if not job.dry_run else None
+                if position is not None and not job.dry_run:
+                    behind.append(position)
+                if len(behind) > PROJECTION_LAG_BATCHES:
+                    # Backpressure: the read models stay within a batch or two of the job
+                    # (another process's projector works meanwhile; this one helps only if
+                    # nobody does).
+                    self.ctx.catalog_projector.wait_for_others(behind.popleft(), timeout=60)
                 job.progress(actor, progress.next_index, progress.succeeded, progress.failed)
                 self._save_job(job)
                 start = progress.next_index
-        if previous is not None:
+        if behind:
             # The job's effects are in every read model before it reports COMPLETED.
-            self.ctx.catalog_projector.wait_for_others(previous, timeout=60)
+            self.ctx.catalog_projector.wait_for_others(behind[-1], timeout=60)
         job.complete(
             actor,
             progress.next_index,
