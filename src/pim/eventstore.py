@@ -257,6 +257,7 @@ class CatalogStore:
                         " WHERE {} AND originator_version <= %s"
                     ).format(sql.Identifier(self.snapshots_table), in_ids),
                     (ids, upto),
+                    prepare=True,  # runs before every load: planned once per connection
                 )
                 for originator_id, at, topic, state in cur.fetchall():
                     found[originator_id] = self._from_snapshot(originator_id, at, topic, state)
