@@ -122,6 +122,40 @@ def append_raw_event(
         conn.execute("NOTIFY catalog_events")
 
 
+def append_raw_product(
+    database_url: str,
+    tenant: Tenant,
+    fields: dict[str, Any],
+    *,
+    timestamp: str = "2026-01-02T03:04:05+00:00",
+    actor: str = "importer",
+    class_version: int | None = 2,
+) -> str:
+    """A Product.Created written straight into the log (as an older release or another writer
+    would have stored it: ``class_version`` None is the first shape); returns its id."""
+    product_id = str(uuid.uuid4())
+    state: dict[str, Any] = {
+        "timestamp": {"_type_": "datetime_iso", "_data_": timestamp},
+        "tenant_id": tenant.tenant_id,
+        "org_id": tenant.org_id,
+        "actor": actor,
+        "actor_email": None,
+        "request_id": f"raw-{product_id}",
+        "originator_topic": "pim.domain.product:Product",
+        "fields": fields,
+    }
+    if class_version is not None:
+        state["class_version"] = class_version
+    append_raw_event(
+        database_url,
+        f"{tenant.tenant_id}:{product_id}",
+        1,
+        "pim.domain.product:Product.Created",
+        state,
+    )
+    return product_id
+
+
 def own_service_env(database_url: str, redis_url: str, tmp_path: Path) -> dict[str, str]:
     """The environment of a service started by one test, on a database of its own."""
     return {

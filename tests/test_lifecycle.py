@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import PIM, Tenant, append_raw_event, own_service_env, start_service
+from tests.conftest import PIM, Tenant, append_raw_product, own_service_env, start_service
 
 
 @pytest.mark.slow
@@ -230,17 +230,10 @@ def test_pim_serve_with_several_api_workers_is_still_the_whole_service(
         tenant.create_product(title="Exported")
         _export_completes(tenant)  # the job worker runs
         # An event nobody's request waits for reaches the views: the runner follows the log.
-        product_id = str(uuid.uuid4())
-        state = {
-            "timestamp": {"_type_": "datetime_iso", "_data_": "2026-01-02T03:04:05+00:00"},
-            "tenant_id": tenant.tenant_id,
-            "org_id": tenant.org_id,
-            "actor": "importer",
-            "actor_email": None,
-            "request_id": "raw-1",
-            "originator_topic": "pim.domain.product:Product",
-            "class_version": 2,
-            "fields": {
+        product_id = append_raw_product(
+            env["PIM_DATABASE_URL"],
+            tenant,
+            {
                 "title": "Written to the log directly",
                 "description": None,
                 "category": None,
@@ -249,13 +242,6 @@ def test_pim_serve_with_several_api_workers_is_still_the_whole_service(
                 "template_id": None,
                 "attributes": {},
             },
-        }
-        append_raw_event(
-            env["PIM_DATABASE_URL"],
-            f"{tenant.tenant_id}:{product_id}",
-            1,
-            "pim.domain.product:Product.Created",
-            state,
         )
         _wait_until(lambda: tenant.get(f"/products/{product_id}").status_code == 200)
     finally:

@@ -9,45 +9,41 @@ from typing import Any
 
 import psycopg
 
-from tests.conftest import Service, Tenant, append_raw_event
+from tests.conftest import Service, Tenant, append_raw_event, append_raw_product
 
 
-def test_a_v1_product_created_event_loads_projects_and_shows_in_history(
-    tenant: Tenant, service: Service
-) -> None:
-    product_id = str(uuid.uuid4())
-    # The shape Product.Created had before templates and typed attributes (class_version 1:
-    # no "class_version" key, no template_id / attributes in the fields).
-    state = {
-        "timestamp": {"_type_": "datetime_iso", "_data_": "2025-01-02T03:04:05.000006+00:00"},
-        "tenant_id": tenant.tenant_id,
-        "org_id": tenant.org_id,
-        "actor": "legacy-importer",
-        "actor_email": None,
-        "request_id": "legacy-1",
-        "originator_topic": "pim.domain.product:Product",
-        "fields": {
-            "title": "Legacy lamp",
-            "description": None,
-            "category": None,
-            "status": "DRAFT",
-            "brand_id": None,
-        },
-    }
-    append_raw_event(
-        service.database_url,
-        f"{tenant.tenant_id}:{product_id}",
-        1,
-        "pim.domain.product:Product.Created",
-        state,
-    )
+def _once_projected(tenant: Tenant, product_id: str) -> dict[str, Any]:
+    """The product as the API shows it, once the runner has projected its raw event."""
     deadline = time.monotonic() + 10
     response = tenant.get(f"/products/{product_id}")
     while response.status_code == 404 and time.monotonic() < deadline:
         time.sleep(0.05)
         response = tenant.get(f"/products/{product_id}")
     assert response.status_code == 200, response.text
-    product = response.json()
+    product: dict[str, Any] = response.json()
+    return product
+
+
+def test_a_v1_product_created_event_loads_projects_and_shows_in_history(
+    tenant: Tenant, service: Service
+) -> None:
+    # The shape Product.Created had before templates and typed attributes (class_version 1:
+    # no "class_version" key, no template_id / attributes in the fields).
+    product_id = append_raw_product(
+        service.database_url,
+        tenant,
+        {
+            "title": "Legacy lamp",
+            "description": None,
+            "category": None,
+            "status": "DRAFT",
+            "brand_id": None,
+        },
+        timestamp="2025-01-02T03:04:05.000006+00:00",
+        actor="legacy-importer",
+        class_version=None,
+    )
+    product = _once_projected(tenant, product_id)
     assert product["title"] == "Legacy lamp" and product["status"] == "DRAFT"
     assert product["attributes"] == {} and product["template_id"] is None
     assert product["created_at"] == "2025-01-02T03:04:05.000006Z"
@@ -136,17 +132,10 @@ def test_a_nul_already_in_the_log_stops_no_projection(
     """The API refuses U+0000, which PostgreSQL text and jsonb cannot hold; an event written
     before it did (or by another writer) is projected with U+FFFD instead, and every tenant's
     reads go on."""
-    product_id = str(uuid.uuid4())
-    state = {
-        "timestamp": {"_type_": "datetime_iso", "_data_": "2025-01-02T03:04:05+00:00"},
-        "tenant_id": tenant.tenant_id,
-        "org_id": tenant.org_id,
-        "actor": "legacy-importer",
-        "actor_email": None,
-        "request_id": "legacy-nul",
-        "originator_topic": "pim.domain.product:Product",
-        "class_version": 2,
-        "fields": {
+    product_id = append_raw_product(
+        service.database_url,
+        tenant,
+        {
             "title": "Nul\x00lamp",
             "description": "a\x00b",
             "category": None,
@@ -155,21 +144,8 @@ def test_a_nul_already_in_the_log_stops_no_projection(
             "template_id": None,
             "attributes": {"k\x00": "v\x00"},
         },
-    }
-    append_raw_event(
-        service.database_url,
-        f"{tenant.tenant_id}:{product_id}",
-        1,
-        "pim.domain.product:Product.Created",
-        state,
     )
-    deadline = time.monotonic() + 10
-    response = tenant.get(f"/products/{product_id}")
-    while response.status_code == 404 and time.monotonic() < deadline:
-        time.sleep(0.05)
-        response = tenant.get(f"/products/{product_id}")
-    assert response.status_code == 200, response.text
-    product = response.json()
+    product = _once_projected(tenant, product_id)
     assert product["title"] == "Nul\ufffdlamp" and product["description"] == "a\ufffdb"
     assert product["attributes"] == {"k\ufffd": "v\ufffd"}
     # the log keeps what was written
