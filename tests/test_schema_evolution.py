@@ -151,7 +151,31 @@ def test_a_nul_already_in_the_log_stops_no_projection(
     # the log keeps what was written
     history = tenant.get(f"/products/{product_id}/history").json()
     assert history[0]["changes"]["title"]["to"] == "Nul\x00lamp"
-    # the projections went on past it, for everyone
+    # an update holding NULs (attributes and category feed the validation view's own
+    # statements, not only the products view's rows)
+    append_raw_event(
+        service.database_url,
+        f"{tenant.tenant_id}:{product_id}",
+        2,
+        "pim.domain.product:Product.Updated",
+        {
+            "timestamp": {"_type_": "datetime_iso", "_data_": "2025-01-03T03:04:05+00:00"},
+            "tenant_id": tenant.tenant_id,
+            "org_id": tenant.org_id,
+            "actor": "legacy\x00importer",
+            "actor_email": None,
+            "request_id": "raw-nul-update",
+            "changes": {
+                "attributes": {"from": {"k\x00": "v\x00"}, "to": {"k": "w\x00"}},
+                "category": {"from": None, "to": "shoes\x00"},
+            },
+        },
+    )
+    # the projections went on past both, for everyone
     theirs = other_tenant.create_product(title="After the NUL")
     assert other_tenant.get(f"/products/{theirs['id']}").status_code == 200
+    updated = tenant.get(f"/products/{product_id}").json()
+    assert updated["attributes"] == {"k": "w\ufffd"} and updated["category"] == "shoes\ufffd"
     assert tenant.get("/stats").json()["total_products"] >= 1
+    issues = tenant.get("/validation", params={"product_id": product_id}).json()
+    assert "UNKNOWN_CATEGORY" in {i["code"] for i in issues}

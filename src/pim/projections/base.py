@@ -20,15 +20,15 @@ _encode_json = msgspec.json.Encoder().encode
 _NUL_ESCAPE = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")
 
 
-def rows_json(rows: list[dict[str, Any]]) -> str:
-    """Rows as JSON text for jsonb. PostgreSQL's jsonb and text cannot hold U+0000: the API
-    refuses it, but a log written before it did must not stop a projection for every
-    tenant, so a NUL still found in an event is shown as U+FFFD in the read models (the log
-    keeps the event as it was)."""
-    data = _encode_json(rows)
-    if b"\\u0000" in data:
-        data = _NUL_ESCAPE.sub(rb"\1\\ufffd", data)
-    return data.decode()
+def without_nul(state: bytes) -> bytes:
+    """A stored event's JSON with every U+0000 shown as U+FFFD, for the read models only.
+
+    PostgreSQL text and jsonb cannot hold U+0000. The API refuses it, but an event written
+    before it did (or by another writer) must not stop a projection for every tenant; the
+    log keeps the event as it was. JSON can only spell NUL as this escape."""
+    if b"\\u0000" not in state:
+        return state
+    return _NUL_ESCAPE.sub(rb"\1\\ufffd", state)
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class RowsStatement:
 
     def execute(self, cur: Cursor[Any], rows: list[dict[str, Any]]) -> None:
         if rows:
-            cur.execute(self.query, (rows_json(rows),))
+            cur.execute(self.query, (_encode_json(rows).decode(),))
 
 
 def update_by_id(

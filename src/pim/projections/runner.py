@@ -23,7 +23,7 @@ from psycopg_pool import ConnectionPool
 
 from pim.eventstore import EVENTS_TABLE, CatalogStore
 from pim.infra.database import advisory_lock_key
-from pim.projections.base import Projection
+from pim.projections.base import Projection, without_nul
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +199,7 @@ class Projector:
             for notification_id, originator_id, version, topic, state in rows:
                 if topic not in self._wanted_topics:
                     continue
-                event = self.store.decode(originator_id, version, topic, bytes(state))
+                event = self.store.decode(originator_id, version, topic, without_nul(bytes(state)))
                 for projection in self.projections:
                     if positions[projection.tracking_name] < notification_id:
                         projection.apply(cur, event, notification_id)
