@@ -3,6 +3,7 @@ turned into a problem that names the field (``variants[0].sku``)."""
 
 from __future__ import annotations
 
+import itertools
 import re
 from typing import Any, TypeVar
 
@@ -14,6 +15,8 @@ from pim.domain.errors import FieldError
 T = TypeVar("T")
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
+# At most this many field errors in one 422 (the members after are not looked at).
+MAX_FIELD_ERRORS = 50
 
 _AT = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 _FIELD_NAME = re.compile(r"field `(?P<name>[^`]+)`")
@@ -143,7 +146,11 @@ def _every_field_error(body: bytes, type_: type[Any], first: FieldError) -> list
         return errors
     if not isinstance(document, dict) or not hasattr(type_, "__struct_fields__"):
         return errors
-    for key, value in document.items():
+    seen = {first.field}
+    # Bounded: a body of 40,000 unknown keys must not hold the event loop (or the answer).
+    for key, value in itertools.islice(document.items(), MAX_FIELD_ERRORS * 2):
+        if len(errors) >= MAX_FIELD_ERRORS:
+            break
         try:
             msgspec.convert({key: value}, type_, strict=True)
         except RecursionError:
@@ -151,7 +158,8 @@ def _every_field_error(body: bytes, type_: type[Any], first: FieldError) -> list
         except msgspec.ValidationError as exc:
             error = field_error_from_msgspec(str(exc))
             names_key = error.field == key or error.field.startswith((f"{key}.", f"{key}["))
-            if names_key and error.field not in {e.field for e in errors}:
+            if names_key and error.field not in seen:
+                seen.add(error.field)
                 errors.append(error)
     return errors
 
