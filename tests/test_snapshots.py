@@ -20,6 +20,8 @@ from pim.eventstore import (
     SNAPSHOTS_TABLE,
     CatalogApplication,
     CatalogStore,
+    StateSnapshot,
+    snapshot_schema,
 )
 from pim.infra.database import eventsourcing_env, run_ddl
 
@@ -120,3 +122,42 @@ def test_events_written_after_a_snapshot_by_another_writer_are_applied(
     loaded = snapshotting.find(product.id)
     assert loaded.version == SNAPSHOT_EVERY + 1
     assert loaded.fields["title"] == "written elsewhere"
+
+
+def test_a_snapshot_taken_under_another_event_schema_is_ignored(
+    stores: tuple[CatalogStore, CatalogStore, str],
+) -> None:
+    """An upcaster added later never sees state already in a snapshot: snapshots carry the
+    fingerprint of the event classes' versions, and one that differs is not used."""
+    snapshotting, replaying, url = stores
+    product = Product.create(ACTOR, str(uuid.uuid4()), {"title": "tagged"})
+    for i in range(SNAPSHOT_EVERY - 1):
+        product.update(ACTOR, {"title": f"tagged {i}"})
+    snapshotting.save(product)
+    assert _snapshot_version(url, product.id) == SNAPSHOT_EVERY
+    with psycopg.connect(url) as conn:
+        schema = conn.execute(
+            f"SELECT schema FROM {SNAPSHOTS_TABLE} WHERE originator_id = %s", (product.id,)
+        ).fetchone()
+        assert schema == (snapshot_schema(),)
+        # as if taken by a release whose events were shaped otherwise, with a state that
+        # would show if it were used
+        stale = snapshotting.app.mapper.to_stored_event(StateSnapshot.of(product)).state
+        stale = stale.replace(b'"tagged 30"', b'"from an older schema"')
+        conn.execute(
+            f"UPDATE {SNAPSHOTS_TABLE} SET schema = 'older', state = %s WHERE originator_id = %s",
+            (stale, product.id),
+        )
+    loaded = snapshotting.find(product.id)
+    assert loaded.fields["title"] == "tagged 30"
+    assert _state(loaded) == _state(replaying.find(product.id))
+    # the next snapshot replaces the stale one, whatever its version
+    for i in range(SNAPSHOT_EVERY):
+        loaded.update(ACTOR, {"title": f"again {i}"})
+    snapshotting.save(loaded)
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            f"SELECT originator_version, schema FROM {SNAPSHOTS_TABLE} WHERE originator_id = %s",
+            (product.id,),
+        ).fetchone()
+    assert row == (2 * SNAPSHOT_EVERY, snapshot_schema())

@@ -674,6 +674,10 @@ def test_a_password_in_a_webhook_url_is_never_shown(tenant: Tenant) -> None:
         masked
     ]
     assert "s3cr3t" not in tenant.get("/webhooks").text
+    no_user = tenant.create(
+        "/webhooks", url="https://:pw@hooks.example.com/", events=["bulk_job.failed"]
+    )
+    assert no_user["url"] == "https://:***@hooks.example.com/"
 
 
 @needs_api

@@ -3,6 +3,8 @@ so a command that touches several aggregates saves them in one transaction."""
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
 from collections.abc import Sequence
 from datetime import datetime
@@ -18,7 +20,7 @@ from psycopg import sql
 from psycopg.rows import tuple_row
 
 from pim.domain.context import Actor
-from pim.domain.entity import Entity
+from pim.domain.entity import CatalogEvent, Entity
 from pim.domain.errors import NotFound
 from pim.domain.ids import aggregate_id
 from pim.infra.group_commit import GroupCommit
@@ -31,14 +33,44 @@ SNAPSHOTS_TABLE = "catalog_snapshots"
 # events, however long its history (a variant repriced every month for years).
 SNAPSHOT_EVERY = 32
 
+# Bump when what an aggregate's *state* holds changes without any event class changing (a
+# new attribute computed in ``apply``): snapshots taken before are then ignored.
+SNAPSHOT_STATE_VERSION = 1
+
 SNAPSHOTS_DDL: list[str] = [
     f"""CREATE TABLE IF NOT EXISTS {SNAPSHOTS_TABLE} (
         originator_id text PRIMARY KEY,
         originator_version integer NOT NULL,
         topic text NOT NULL,
-        state bytea NOT NULL
-    )"""
+        state bytea NOT NULL,
+        schema text NOT NULL DEFAULT ''
+    )""",
+    f"ALTER TABLE {SNAPSHOTS_TABLE} ADD COLUMN IF NOT EXISTS schema text NOT NULL DEFAULT ''",
 ]
+
+
+@functools.cache
+def snapshot_schema() -> str:
+    """A fingerprint of everything a snapshot's meaning depends on: each snapshotted
+    aggregate class and the class_version of each of its event classes (an upcaster added
+    to any of them bumps one), and SNAPSHOT_STATE_VERSION. A snapshot taken under another
+    fingerprint is ignored (the aggregate is replayed), so no deploy has to purge them."""
+    import pim.domain.registry  # noqa: F401  (every entity class, so the walk sees them all)
+    from pim.domain.indexes import Children, Turnstile
+
+    def subclasses(cls: type[Any]) -> list[type[Any]]:
+        return [cls] + [d for c in cls.__subclasses__() for d in subclasses(c)]
+
+    lines = {f"state:{SNAPSHOT_STATE_VERSION}"}
+    aggregates: list[type[Any]] = [*subclasses(Entity), Children, Turnstile]
+    for aggregate in aggregates:
+        lines.add(f"{get_topic(aggregate)}:{getattr(aggregate, 'class_version', 1)}")
+        for name in dir(aggregate):
+            member = getattr(aggregate, name)
+            if isinstance(member, type) and issubclass(member, CatalogEvent):
+                lines.add(f"{get_topic(member)}:{getattr(member, 'class_version', 1)}")
+    return hashlib.sha256("\n".join(sorted(lines)).encode()).hexdigest()[:16]
+
 
 log = logging.getLogger(__name__)
 
@@ -175,9 +207,9 @@ class StateSnapshot(CanSnapshotAggregate[str], metaclass=MetaDomainEvent):
 
     The log alone defines an aggregate; a snapshot only saves replaying the events up to its
     version. Kept one per aggregate (the latest), outside the log, written after the events
-    it summarises committed. A change to what an aggregate's state holds (not to an event's
-    shape, which upcasters handle before any replay) needs ``DELETE FROM catalog_snapshots``
-    on deploy; nothing else depends on them."""
+    it summarises committed, tagged with ``snapshot_schema()``: one taken before an event
+    class's version changed (a new upcaster would never see it) or before
+    SNAPSHOT_STATE_VERSION was bumped is ignored. Nothing else depends on them."""
 
     originator_id: str
     originator_version: int
@@ -254,9 +286,9 @@ class CatalogStore:
                 cur.execute(
                     sql.SQL(
                         "SELECT originator_id, originator_version, topic, state FROM {}"
-                        " WHERE {} AND originator_version <= %s"
+                        " WHERE {} AND originator_version <= %s AND schema = %s"
                     ).format(sql.Identifier(self.snapshots_table), in_ids),
-                    (ids, upto),
+                    (ids, upto, snapshot_schema()),
                     prepare=True,  # runs before every load: planned once per connection
                 )
                 for originator_id, at, topic, state in cur.fetchall():
@@ -333,8 +365,9 @@ class CatalogStore:
         so one that is not written costs a longer replay, never a wrong state."""
         assert self.snapshots_table is not None
         to_stored = self.app.mapper.to_stored_event
+        schema = snapshot_schema()
         rows = [
-            (s.originator_id, s.originator_version, s.topic, s.state)
+            (s.originator_id, s.originator_version, s.topic, s.state, schema)
             for s in (to_stored(StateSnapshot.of(a)) for a in aggregates)
         ]
         recorder: Any = self.app.recorder
@@ -342,11 +375,13 @@ class CatalogStore:
             with recorder.datastore.get_connection() as conn, conn.cursor() as cur:
                 cur.executemany(
                     sql.SQL(
-                        "INSERT INTO {} AS s (originator_id, originator_version, topic, state)"
-                        " VALUES (%s, %s, %s, %s) ON CONFLICT (originator_id) DO UPDATE"
+                        "INSERT INTO {} AS s"
+                        " (originator_id, originator_version, topic, state, schema)"
+                        " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (originator_id) DO UPDATE"
                         " SET originator_version = EXCLUDED.originator_version,"
-                        " topic = EXCLUDED.topic, state = EXCLUDED.state"
+                        " topic = EXCLUDED.topic, state = EXCLUDED.state, schema = EXCLUDED.schema"
                         " WHERE s.originator_version < EXCLUDED.originator_version"
+                        " OR s.schema <> EXCLUDED.schema"
                     ).format(sql.Identifier(self.snapshots_table)),
                     rows,
                 )

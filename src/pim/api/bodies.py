@@ -166,7 +166,7 @@ def _every_field_error(body: bytes, type_: type[Any], first: FieldError) -> list
 
 def first_nul(document: Any) -> str | None:
     """The path of the first key or string holding U+0000, which PostgreSQL text and jsonb
-    cannot store: accepted, it would stop the projections at that event for every tenant."""
+    cannot store (a NUL in a key is shown as U+FFFD in the path)."""
     stack: list[tuple[str, Any]] = [("", document)]
     while stack:
         path, value = stack.pop()
@@ -177,7 +177,7 @@ def first_nul(document: Any) -> str | None:
             for key, item in value.items():
                 child = f"{path}.{key}" if path else str(key)
                 if "\x00" in str(key):
-                    return child
+                    return child.replace("\x00", "\ufffd")
                 stack.append((child, item))
         elif isinstance(value, list):
             stack.extend((f"{path}[{i}]", item) for i, item in enumerate(value))

@@ -169,8 +169,10 @@ class Turnstile(BaseAggregate[str]):
     different aggregates, so both would succeed and make a loop. Each such change records a
     pass on the tenant's turnstile in its own transaction; two concurrent ones write the same
     version, one save fails, and its command is retried on fresh state (where the rule now
-    sees the other change). Only moves pass (creations cannot close a loop), so the stream
-    grows with a tenant's category moves, which are few."""
+    sees the other change). Only moves pass (creations cannot close a loop); the stream grows
+    with a tenant's category moves, and a load starts from its latest snapshot."""
+
+    snapshot: ClassVar[bool] = True
 
     if TYPE_CHECKING:
         passes: int

@@ -42,7 +42,7 @@ def shown(url: str) -> str:
     parts = urlsplit(url)
     if parts.password is None:
         return url
-    netloc = f"{parts.username}:***@{parts.netloc.rpartition('@')[2]}"
+    netloc = f"{parts.username or ''}:***@{parts.netloc.rpartition('@')[2]}"
     return parts._replace(netloc=netloc).geturl()
 
 
