@@ -96,8 +96,9 @@ def decode_body(
         decoded = msgspec.json.decode(body, type=type_)
     except msgspec.ValidationError as exc:
         # Typed decoding stops at the first wrong type; malformed JSON must still be a 400.
+        document: Any = None
         try:
-            msgspec.json.decode(body)
+            document = msgspec.json.decode(body)
         except msgspec.ValidationError:
             pass  # well-formed, with a value out of range (1e400): the typed error says where
         except msgspec.DecodeError as syntax:
@@ -106,7 +107,7 @@ def decode_body(
             ) from None
         except RecursionError:
             raise _too_deep() from None
-        errors = _every_field_error(body, type_, field_error_from_msgspec(str(exc)))
+        errors = _every_field_error(document, type_, field_error_from_msgspec(str(exc)))
         raise ApiError(
             422,
             "; ".join(f"{e.field}: {e.message}" for e in errors),
@@ -134,16 +135,13 @@ def decode_body(
     return decoded
 
 
-def _every_field_error(body: bytes, type_: type[Any], first: FieldError) -> list[FieldError]:
+def _every_field_error(document: Any, type_: type[Any], first: FieldError) -> list[FieldError]:
     """msgspec stops at the first wrong field; a client fixing its request wants them all.
-    Each top-level member is converted on its own (every input field is optional, so alone it
-    can only fail on itself), and the errors naming that member are kept. Costs nothing
-    unless the body was already refused."""
+    ``document`` is the body read without types (None when even that failed, e.g. 1e400:
+    the first error says it all). Each top-level member is converted on its own (every input
+    field is optional, so alone it can only fail on itself), and the errors naming that
+    member are kept. Costs nothing unless the body was already refused."""
     errors = [first]
-    try:
-        document = msgspec.json.decode(body)
-    except (msgspec.DecodeError, RecursionError):  # e.g. 1e400: the first error says it all
-        return errors
     if not isinstance(document, dict) or not hasattr(type_, "__struct_fields__"):
         return errors
     seen = {first.field}
