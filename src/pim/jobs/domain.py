@@ -17,6 +17,15 @@ JOB_TYPES = (*BULK_TYPES, "EXPORT")
 JOB_STATUSES = ("PENDING", "PROCESSING", "COMPLETED", "FAILED")
 
 
+def result_url(job_id: object, job_type: str, status: str) -> str | None:
+    """Where a job's result is downloaded, once it has one: a finished job, except a failed
+    export (it wrote no file); a failed bulk job has the results of the items it reached.
+    The job resource and its webhook events both say this."""
+    if status == "COMPLETED" or (status == "FAILED" and job_type != "EXPORT"):
+        return f"/api/v1/pim/bulk-jobs/{job_id}/result"
+    return None
+
+
 class Job(BaseAggregate[str]):
     if TYPE_CHECKING:
         job_type: str

@@ -26,7 +26,7 @@ from pim.domain.ids import aggregate_id
 from pim.eventstore import CatalogStore
 from pim.infra.database import advisory_lock_key
 from pim.jobs import bulk
-from pim.jobs.domain import Job
+from pim.jobs.domain import Job, result_url
 from pim.jobs.export import write_export
 from pim.jobs.payloads import (
     PAYLOAD_TYPES,
@@ -128,13 +128,11 @@ class JobRunner:
 
     @staticmethod
     def _event_data(job: Job) -> dict[str, Any]:
-        # as on the job resource: a failed export has no file to point at
-        has_result = job.status == "COMPLETED" or job.job_type != "EXPORT"
         return {
             "job_id": job.job_id,
             "type": job.job_type,
             "status": job.status,
-            "result_url": f"/api/v1/pim/bulk-jobs/{job.job_id}/result" if has_result else None,
+            "result_url": result_url(job.job_id, job.job_type, job.status),
             "total_items": job.total_items,
             "processed_items": job.processed_items,
             "succeeded_items": job.succeeded_items,

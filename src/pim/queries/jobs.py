@@ -12,7 +12,7 @@ from psycopg import AsyncConnection, sql
 from psycopg_pool import AsyncConnectionPool
 
 from pim.eventstore import EVENTS_TABLE, CatalogStore
-from pim.jobs.domain import JOB_STATUSES, JOB_TYPES
+from pim.jobs.domain import JOB_STATUSES, JOB_TYPES, result_url
 from pim.jobs.progress import JobProgress, progress_id
 from pim.queries.pages import CreatedKey, InvalidQuery, decode_cursor, encode_cursor
 
@@ -64,8 +64,6 @@ def _to_view(row: tuple[Any, ...]) -> tuple[JobView, dict[str, Any] | None]:
         version,
         updated_at,
     ) = row
-    # A failed export has no file; a failed bulk job has the results of the items it reached.
-    has_result = status == "COMPLETED" or (status == "FAILED" and job_type != "EXPORT")
     position = result.get("position") if job_type == "EXPORT" and result else None
     view = JobView(
         id=job_id,
@@ -81,7 +79,7 @@ def _to_view(row: tuple[Any, ...]) -> tuple[JobView, dict[str, Any] | None]:
         finished_at=finished_at,
         created_by=created_by,
         error=error,
-        result_url=f"/api/v1/pim/bulk-jobs/{job_id}/result" if has_result else None,
+        result_url=result_url(job_id, job_type, status),
         position=position,
         version=version,
         updated_at=updated_at,
