@@ -43,9 +43,8 @@ SNAPSHOTS_DDL: list[str] = [
         originator_version integer NOT NULL,
         topic text NOT NULL,
         state bytea NOT NULL,
-        schema text NOT NULL DEFAULT ''
+        schema text NOT NULL
     )""",
-    f"ALTER TABLE {SNAPSHOTS_TABLE} ADD COLUMN IF NOT EXISTS schema text NOT NULL DEFAULT ''",
 ]
 
 
