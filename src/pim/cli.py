@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from datetime import datetime
@@ -69,12 +70,19 @@ def _services() -> Iterator[Services]:
 
 def cmd_projections_status(_: argparse.Namespace) -> int:
     with _services() as services:
-        rows = operations.status(services)
-    print(f"{'projection':<12} {'position':>10} {'head':>10} {'lag':>8} {'events/s':>10}")
-    for row in rows:
+        projections, partitions = operations.status(services)
+    print(f"{'projection':<12} {'tenants':>8} {'behind':>8} {'lag':>10} {'events/s':>10}")
+    for row in projections:
         print(
-            f"{row.name:<12} {row.position:>10} {row.head:>10} {row.lag:>8}"
+            f"{row.name:<12} {row.tenants:>8} {row.behind:>8} {row.lag:>10}"
             f" {row.events_per_s:>10.1f}"
+        )
+    print()
+    print(f"{'partition':<10} {'tenants':>8} {'behind':>8} {'lag':>10} {'events/s':>10}  runner")
+    for part in partitions:
+        print(
+            f"{part.partition:<10} {part.tenants:>8} {part.behind:>8} {part.lag:>10}"
+            f" {part.events_per_s:>10.1f}  {part.runner or '-'}"
         )
     return 0
 
@@ -204,6 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # Background processes of `pim serve` run at a lower CPU priority than its API.
+    nice = int(os.environ.get("PIM_NICE") or "0")
+    if nice > 0:
+        os.nice(nice)
     args = build_parser().parse_args(argv)
     return int(args.func(args))
 

@@ -62,15 +62,16 @@ def _uvicorn_config(app: Any, settings: Settings, **extra: Any) -> uvicorn.Confi
 class ChildProcess:
     """A ``pim`` subcommand run as a child of this process, restarted if it dies.
 
-    ``pim serve`` runs its job worker this way: a bulk job is Python-bound, and in its own
-    process it runs on the other core while this one serves the API and projects the job's
-    events, so writing and projecting overlap instead of taking turns on one interpreter lock
-    (measured: import 57 -> 41 s for 100k products; see docs/decisions/0012)."""
+    ``pim serve`` runs its background work this way, the projection runner and the job
+    worker: a bulk job and its projection are Python-bound, and in processes of their own they
+    run on the other core instead of taking turns on the API's interpreter lock (measured:
+    import 57 -> 41 s for 100k products, decision 0012), at a lower CPU priority (``nice``),
+    so a neighbour's import never slows the API's answers (decision 0018)."""
 
     RESTART_DELAY_S = 1.0
-    STOP_TIMEOUT_S = 30.0
+    STOP_TIMEOUT_S = 10.0
 
-    def __init__(self, resolved: Settings, *command: str) -> None:
+    def __init__(self, resolved: Settings, *command: str, nice: int = 0) -> None:
         self.command = command
         self.env = {
             **os.environ,
@@ -80,6 +81,7 @@ class ChildProcess:
             "PIM_DATA_DIR": str(resolved.data_dir),
             # The child leaves when this process is gone, even if it was killed outright.
             PARENT_PID_ENV: str(os.getpid()),
+            NICE_ENV: str(nice),
         }
         self._stop = threading.Event()
         self._child: subprocess.Popen[bytes] | None = None
@@ -118,42 +120,57 @@ class ChildProcess:
                 log.error("pim %s exited with %s; restarting", name, code)
                 self._stop.wait(self.RESTART_DELAY_S)
 
-    def stop(self) -> None:
+    def terminate(self) -> subprocess.Popen[bytes] | None:
+        """Stop supervising and ask the child to stop (SIGTERM); the child, if it runs."""
         with self._lock:
             self._stop.set()
             child = self._child
         if child is None or child.poll() is not None:
-            return
+            return None
         child.terminate()
-        try:
-            child.wait(timeout=self.STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
+        return child
+
+    @classmethod
+    def stop_all(cls, children: list[ChildProcess]) -> None:
+        """Stop children side by side: SIGTERM to all, then SIGKILL what has not exited."""
+        running = [c for c in (child.terminate() for child in children) if c is not None]
+        deadline = time.monotonic() + cls.STOP_TIMEOUT_S
+        for child in running:
+            try:
+                child.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+
+
+def background_children(resolved: Settings) -> list[ChildProcess]:
+    """The background half of ``pim serve``: the projection runner and the job worker."""
+    nice = resolved.background_nice
+    return [
+        ChildProcess(resolved, "projections", "run", nice=nice),
+        ChildProcess(resolved, "worker", nice=nice),
+    ]
 
 
 def serve(settings: Settings, *, whole_service: bool = True) -> None:
-    """The HTTP API on PIM_HOST:PIM_PORT; with ``whole_service`` also the projection runners
-    and a job worker (a child process). Embedded PostgreSQL/Redis when no URLs are
+    """The HTTP API on PIM_HOST:PIM_PORT; with ``whole_service`` also the projection runner
+    and the job worker (child processes). Embedded PostgreSQL/Redis when no URLs are
     configured."""
     with embedded_services(settings) as resolved:
         services = build_services(resolved)
-        worker: ChildProcess | None = None
+        children = background_children(resolved) if whole_service else []
         try:
-            if whole_service:
-                services.projector.start_background(services.database_url)
-                services.jobs_projector.start_background(services.database_url)
-                worker = ChildProcess(resolved, "worker")
-                worker.start()
+            for child in children:
+                child.start()
             server = _Server(_uvicorn_config(create_app(services), resolved))
             server.run()
         finally:
-            if worker is not None:
-                worker.stop()
+            ChildProcess.stop_all(children)
             services.close()
 
 
 PARENT_PID_ENV = "PIM_PARENT_PID"
+NICE_ENV = "PIM_NICE"
 PARENT_CHECK_S = 1.0
 
 
@@ -200,11 +217,7 @@ def serve_workers(settings: Settings, workers: int, *, whole_service: bool = Fal
         build_services(resolved).close()
         os.environ["PIM_DATABASE_URL"] = resolved.database_url or ""
         os.environ["PIM_REDIS_URL"] = resolved.redis_url or ""
-        children = (
-            [ChildProcess(resolved, "projections", "run"), ChildProcess(resolved, "worker")]
-            if whole_service
-            else []
-        )
+        children = background_children(resolved) if whole_service else []
         for child in children:
             child.start()
         try:
@@ -218,8 +231,7 @@ def serve_workers(settings: Settings, workers: int, *, whole_service: bool = Fal
                 access_log=False,
             )
         finally:
-            for child in children:
-                child.stop()
+            ChildProcess.stop_all(children)
 
 
 def asgi_from_env() -> Any:

@@ -30,6 +30,7 @@ class Settings:
     log_level: str
     access_log: bool
     sweep_interval_s: float
+    background_nice: int
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -57,4 +58,5 @@ class Settings:
             log_level=(get("PIM_LOG_LEVEL") or "info").lower(),
             access_log=_flag(get("PIM_ACCESS_LOG")),
             sweep_interval_s=float(get("PIM_SWEEP_INTERVAL") or "15"),
+            background_nice=int(get("PIM_BACKGROUND_NICE") or "10"),
         )

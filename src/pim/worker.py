@@ -15,7 +15,7 @@ from pim.bootstrap import Services
 from pim.jobs.broker import Actors, make_broker, register_actors
 from pim.jobs.runner import JobContext, JobRunner
 from pim.jobs.view import JobDispatcher
-from pim.projections.runner import Projector
+from pim.projections.runner import GlobalProjector
 from pim.webhooks.delivery import deliver
 from pim.webhooks.store import record_event, stale_deliveries
 
@@ -30,7 +30,7 @@ IDLE_POLL_MS = 100
 @dataclass
 class WorkerHandle:
     worker: dramatiq.Worker
-    dispatcher: Projector
+    dispatcher: GlobalProjector
     stop_event: threading.Event
 
     def stop(self) -> None:
@@ -79,7 +79,7 @@ def start_worker(services: Services, *, threads: int = 4) -> WorkerHandle:
     def queue_job(tenant_id: str, job_id: str) -> None:
         actors.run_job.send(tenant_id, job_id)
 
-    dispatcher = Projector(
+    dispatcher = GlobalProjector(
         services.projection_pool,
         services.jobs,
         [JobDispatcher(queue_job)],

@@ -30,6 +30,7 @@ from pim.api.problems import ApiError
 from pim.domain.errors import FieldError, NotFound, ValidationFailed
 from pim.jobs.domain import BULK_TYPES, Job
 from pim.jobs.payloads import PAYLOAD_TYPES, ExportPayload, check_payload
+from pim.projections.runner import GLOBAL
 from pim.queries.jobs import JobView
 from pim.queries.pages import parse_limit
 
@@ -70,7 +71,7 @@ async def _accept(
     job = Job.create(ctx.actor, str(uuid4()), job_type, payload, dry_run=dry_run)
     position = await to_thread.run_sync(services.jobs.save, job)
     if position is not None:
-        await to_thread.run_sync(services.jobs_projector.wait_for, position)
+        await to_thread.run_sync(services.jobs_projector.wait_for, GLOBAL, position)
     found = await reads_of(request).jobs.get(ctx.tenant_id, path_uuid(job.job_id, "job"))
     if found is None:  # pragma: no cover - the wait above makes it visible
         raise ApiError(503, "the job was accepted but is not readable yet; retry GET")

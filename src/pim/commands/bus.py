@@ -19,11 +19,11 @@ from pim.commands.messages import (
     UpdateEntity,
 )
 from pim.domain.errors import Conflict
-from pim.eventstore import CatalogStore, IntegrityError
+from pim.eventstore import EventStore, IntegrityError
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[Any, CatalogStore], Outcome]
+Handler = Callable[[Any, EventStore], Outcome]
 
 HANDLERS: dict[type[Any], Handler] = {
     CreateEntity: handlers.handle_create,
@@ -39,8 +39,8 @@ MAX_ATTEMPTS = 25
 class CommandBus:
     def __init__(
         self,
-        store: CatalogStore,
-        wait_for_position: Callable[[int], bool],
+        store: EventStore,
+        wait_for_position: Callable[[str, int], bool],
         handlers_by_command: dict[type[Any], Handler] | None = None,
     ) -> None:
         self.store = store
@@ -67,5 +67,5 @@ class CommandBus:
                 time.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))  # noqa: S311
         visible = True
         if outcome.position is not None:
-            visible = self.wait_for_position(outcome.position)
+            visible = self.wait_for_position(command.actor.tenant_id, outcome.position)
         return outcome, visible

@@ -20,7 +20,7 @@ from pim.domain.entity import Entity
 from pim.domain.errors import Conflict, FieldError, NotFound, ValidationFailed
 from pim.domain.product import Product
 from pim.domain.variant import Variant
-from pim.eventstore import CatalogStore
+from pim.eventstore import EventStore
 
 # Nested resources and the type of the entity in their path.
 PARENT_TYPES = {"variant": Product}
@@ -112,25 +112,25 @@ def delete_in(uow: UnitOfWork, cmd: DeleteEntity) -> None:
     delete_entity(uow, entity)
 
 
-def handle_create(cmd: CreateEntity, store: CatalogStore) -> Outcome:
+def handle_create(cmd: CreateEntity, store: EventStore) -> Outcome:
     uow = UnitOfWork(store, cmd.actor)
     create_in(uow, cmd)
     return Outcome(cmd.entity_id, uow.commit())
 
 
-def handle_update(cmd: UpdateEntity, store: CatalogStore) -> Outcome:
+def handle_update(cmd: UpdateEntity, store: EventStore) -> Outcome:
     uow = UnitOfWork(store, cmd.actor)
     update_in(uow, cmd)
     return Outcome(cmd.entity_id, uow.commit())
 
 
-def handle_delete(cmd: DeleteEntity, store: CatalogStore) -> Outcome:
+def handle_delete(cmd: DeleteEntity, store: EventStore) -> Outcome:
     uow = UnitOfWork(store, cmd.actor)
     delete_in(uow, cmd)
     return Outcome(cmd.entity_id, uow.commit())
 
 
-def handle_revert(cmd: RevertProduct, store: CatalogStore) -> Outcome:
+def handle_revert(cmd: RevertProduct, store: EventStore) -> Outcome:
     uow = UnitOfWork(store, cmd.actor)
     product = uow.get(Product, cmd.entity_id)
     product.check_version(cmd.expected_version)

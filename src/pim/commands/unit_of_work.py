@@ -17,13 +17,13 @@ from pim.domain.indexes import (
     turnstile_id,
     unique_key_id,
 )
-from pim.eventstore import CatalogStore
+from pim.eventstore import EventStore
 
 TEntity = TypeVar("TEntity", bound=Entity)
 
 
 class UnitOfWork:
-    def __init__(self, store: CatalogStore, actor: Actor) -> None:
+    def __init__(self, store: EventStore, actor: Actor) -> None:
         self.store = store
         self.actor = actor
         self._loaded: dict[str, Any] = {}

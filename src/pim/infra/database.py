@@ -31,7 +31,6 @@ def eventsourcing_env(database_url: str, *, pool_size: int = 4) -> dict[str, str
         "POSTGRES_USER": str(info.get("user") or "postgres"),
         "POSTGRES_PASSWORD": str(info.get("password") or ""),
         "ORIGINATOR_ID_TYPE": "text",
-        "APPLICATION_RECORDER_TOPIC": "pim.eventstore:CatalogRecorder",
         # The default (0) waits forever on the events-table lock.
         "POSTGRES_LOCK_TIMEOUT": "5",
         "POSTGRES_POOL_SIZE": str(pool_size),

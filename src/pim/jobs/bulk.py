@@ -21,7 +21,7 @@ from pim.domain.errors import Conflict, DomainError, FieldError, NotFound, Valid
 from pim.domain.money import minor_units
 from pim.domain.product import Product
 from pim.domain.variant import Variant
-from pim.eventstore import CatalogStore, IntegrityError
+from pim.eventstore import EventStore, IntegrityError
 from pim.jobs.payloads import BulkImportPayload, BulkUpdatePayload, PriceChange
 from pim.jobs.progress import JobProgress, progress_id
 
@@ -193,7 +193,7 @@ def import_items(actor: Actor, job_id: str, payload: BulkImportPayload) -> BulkI
     return BulkItems(payload.products, apply, prefetch)
 
 
-def load_progress(store: CatalogStore, actor: Actor, job_id: str) -> JobProgress:
+def load_progress(store: EventStore, actor: Actor, job_id: str) -> JobProgress:
     found = store.find(progress_id(actor.tenant_id, job_id))
     if isinstance(found, JobProgress):
         return found
@@ -201,7 +201,7 @@ def load_progress(store: CatalogStore, actor: Actor, job_id: str) -> JobProgress
 
 
 def prepare_batch(
-    store: CatalogStore, actor: Actor, work: BulkItems, start: int, end: int
+    store: EventStore, actor: Actor, work: BulkItems, start: int, end: int
 ) -> UnitOfWork:
     """A unit of work with what items[start:end] need already loaded (one query)."""
     uow = UnitOfWork(store, actor)
@@ -210,7 +210,7 @@ def prepare_batch(
 
 
 def apply_batch(
-    store: CatalogStore,
+    store: EventStore,
     actor: Actor,
     job_id: str,
     work: BulkItems,

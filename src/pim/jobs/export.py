@@ -59,6 +59,7 @@ from psycopg import sql
 from psycopg.pq import TransactionStatus
 from psycopg.rows import tuple_row
 
+from pim.projections.tenants import TENANT_POSITIONS
 from pim.queries.products import ProductFilters, product_filter_sql
 
 EXPORT_FORMATS: Final = ("csv", "ndjson", "xlsx")
@@ -135,10 +136,10 @@ def export_filename(scope: str, job_id: str, fmt: str) -> str:
 
 
 @contextmanager
-def catalog_snapshot(conn: psycopg.Connection[Any]) -> Iterator[int]:
+def catalog_snapshot(conn: psycopg.Connection[Any], tenant_id: str) -> Iterator[int]:
     """Open a ``REPEATABLE READ, READ ONLY`` transaction on ``conn`` and yield the catalog
-    position its snapshot reflects: ``min(position)`` of the products and entities tracking rows
-    (0 when a row does not exist yet).
+    position its snapshot reflects for ``tenant_id``: the lower of the products and entities
+    projections' positions for the tenant (projections keep one per tenant).
 
     ``conn`` must not be in a transaction (autocommit or not). ``conn.transaction()`` sends
     ``BEGIN``; ``SET TRANSACTION`` is then its first statement, which PostgreSQL requires (the
@@ -151,12 +152,8 @@ def catalog_snapshot(conn: psycopg.Connection[Any]) -> Iterator[int]:
     with conn.transaction():
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         with conn.cursor(row_factory=tuple_row) as cur:
-            rows = cur.execute(
-                "SELECT name, position FROM projection_tracking WHERE name = ANY(%s)",
-                (list(TRACKING_NAMES),),
-            ).fetchall()
-        found = {str(name): int(position) for name, position in rows}
-        yield min(found.get(name, 0) for name in TRACKING_NAMES)
+            rows = cur.execute(TENANT_POSITIONS, (list(TRACKING_NAMES), tenant_id)).fetchall()
+        yield min(int(position) for _, position in rows)
 
 
 # -- queries --------------------------------------------------------------------------------
@@ -392,7 +389,7 @@ def write_export(
         return _server_rows(conn, "pim_export_variants", query, batch_size)
 
     try:
-        with catalog_snapshot(conn) as position:
+        with catalog_snapshot(conn, tenant_id) as position:
             if fmt == "csv":
                 header, source = (
                     (PRODUCT_COLUMNS, products)

@@ -23,7 +23,7 @@ from pim.commands.unit_of_work import UnitOfWork
 from pim.domain.context import Actor
 from pim.domain.errors import DomainError
 from pim.domain.ids import aggregate_id
-from pim.eventstore import CatalogStore
+from pim.eventstore import EventStore
 from pim.infra.database import advisory_lock_key
 from pim.jobs import bulk
 from pim.jobs.domain import Job, result_url
@@ -37,7 +37,8 @@ from pim.jobs.payloads import (
     Selection,
     parse_filters,
 )
-from pim.projections.runner import Projector
+from pim.projections.runner import GLOBAL, GlobalProjector
+from pim.projections.tenants import TenantProjector
 from pim.queries.products import ProductFilters, product_filter_sql
 
 log = logging.getLogger(__name__)
@@ -60,10 +61,10 @@ TRANSIENT = (
 class JobContext:
     database_url: str
     data_dir: Path
-    catalog: CatalogStore
-    jobs: CatalogStore
-    catalog_projector: Projector
-    jobs_projector: Projector
+    catalog: EventStore
+    jobs: EventStore
+    catalog_projector: TenantProjector
+    jobs_projector: GlobalProjector
     # Records webhook deliveries for an event and queues them: (tenant, type, data).
     notify: Callable[[str, str, dict[str, Any]], None]
     batch_size: int = bulk.BATCH_SIZE
@@ -117,7 +118,7 @@ class JobRunner:
     def _save_job(self, job: Job) -> None:
         position = self.ctx.jobs.save(job)
         if position is not None:
-            self.ctx.jobs_projector.wait_for(position, timeout=5)
+            self.ctx.jobs_projector.wait_for(GLOBAL, position, timeout=5)
 
     def _fail(self, job_id: str, tenant_id: str, reason: str) -> None:
         job = self.ctx.jobs.find(aggregate_id(tenant_id, job_id))
@@ -199,13 +200,15 @@ class JobRunner:
                     # Backpressure: the read models stay within a batch or two of the job
                     # (another process's projector works meanwhile; this one helps only if
                     # nobody does).
-                    self.ctx.catalog_projector.wait_for_others(behind.popleft(), timeout=60)
+                    self.ctx.catalog_projector.wait_for_others(
+                        job.tenant_id, behind.popleft(), timeout=60
+                    )
                 job.progress(actor, progress.next_index, progress.succeeded, progress.failed)
                 self._save_job(job)
                 start = progress.next_index
         if behind:
             # The job's effects are in every read model before it reports COMPLETED.
-            self.ctx.catalog_projector.wait_for_others(behind[-1], timeout=60)
+            self.ctx.catalog_projector.wait_for_others(job.tenant_id, behind[-1], timeout=60)
         job.complete(
             actor,
             progress.next_index,

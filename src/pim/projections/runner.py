@@ -1,12 +1,18 @@
-"""Runs projections over the catalog log.
+"""Runs projections over a log: the shared machinery of catching views up.
 
-Two drivers share one code path (``catch_up``):
-- a request that has just written calls ``wait_for(position)``, which catches the views up
-  itself if nobody else has yet (read-your-writes within milliseconds, no polling floor);
-- a background loop (``run_forever``) follows LISTEN/NOTIFY with a periodic poll, for writes
-  made by other processes, and is supervised (restarts after errors).
-A PostgreSQL advisory lock makes exactly one catcher apply events at a time, across every
-process; views and tracking positions commit in the same transaction.
+A projector applies a log's events to a set of projections. It keeps a position per
+projection and per *scope*, and catches a scope up under an advisory lock, writing views and
+positions in one transaction, so a view never skips or repeats an event:
+
+- ``GlobalProjector`` has one scope, the whole log (the jobs log, appended in global order);
+- ``TenantProjector`` (projections/tenants.py) has one scope per tenant (the catalog log,
+  appended in per-tenant order): one tenant's read-your-writes never waits on another
+  tenant's events.
+
+Two drivers share one code path: a request that has just written calls ``wait_for(scope,
+position)``, which catches the scope up itself if nobody has yet (read-your-writes within
+milliseconds, no polling floor); a background loop (``run_forever``) catches up what other
+processes wrote.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,12 +28,15 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
-from pim.eventstore import EVENTS_TABLE, CatalogStore
+from pim.eventstore import EventStore
 from pim.infra.database import advisory_lock_key
 from pim.projections.base import Projection, without_nul
 
 log = logging.getLogger(__name__)
 
+# Positions of projections that follow a whole log; for per-tenant projections, the floor
+# every tenant starts from (the position a log was projected to before positions were kept
+# per tenant; 0 for a log projected per tenant from the start).
 TRACKING_DDL = [
     """CREATE TABLE IF NOT EXISTS projection_tracking (
         name text PRIMARY KEY,
@@ -38,38 +48,38 @@ TRACKING_DDL = [
 BATCH_SIZE = 1000
 POLL_INTERVAL_S = 1.0
 SETTLE_S = 0.02
-# wait_for_others: how often it looks, and how long without progress before it helps.
-PASSIVE_POLL_S = 0.005
-STALL_S = 0.06
+
+Row = tuple[Any, ...]
 
 
-class Projector:
-    """Applies catalog events to a set of projections, each tracked by name."""
+class Projector(ABC):
+    """Applies a log's events to projections, scope by scope (see the module docstring)."""
 
     def __init__(
         self,
         pool: ConnectionPool[Any],
-        store: CatalogStore,
+        store: EventStore,
         projections: Sequence[Projection],
         *,
-        group: str = "catalog",
-        events_table: str = EVENTS_TABLE,
+        group: str,
+        events_table: str,
         batch_size: int = BATCH_SIZE,
     ) -> None:
         self.batch_size = batch_size
         self.pool = pool
         self.store = store
         self.projections = list(projections)
+        self.names = [p.tracking_name for p in self.projections]
         self.group = group
         self.events_table = events_table
-        self.lock_key = advisory_lock_key(f"pim:{group}")
-        # Held (shared) by every running background runner of this group, for as long as its
-        # listening session lives: others can tell whether anyone follows the log.
-        self.runner_key = advisory_lock_key(f"pim:{group}:runner")
-        self._position = 0  # highest position known applied (only grows)
-        self._local = threading.Lock()
-        self._stop = threading.Event()
         self._wanted_topics = set().union(*(p.topics() for p in self.projections))
+        # scope -> lowest position every projection is known to have applied (only grows)
+        self._known: dict[str, int] = {}
+        # One catcher per scope per process at a time: the others wait here, not holding a
+        # pool connection while they queue on the advisory lock.
+        self._local: dict[str, threading.Lock] = {}
+        self._local_guard = threading.Lock()
+        self._stop = threading.Event()
 
     # -- schema ---------------------------------------------------------------------------
 
@@ -80,117 +90,94 @@ class Projector:
             statements.extend(projection.ddl())
         return statements
 
+    # -- what a scope is (subclasses) ------------------------------------------------------
+
+    @abstractmethod
+    def lock(self, conn: psycopg.Connection[Any], scope: str, timeout: float | None) -> None:
+        """Take the scope's advisory lock for the current transaction (bounded wait)."""
+
+    @abstractmethod
+    def positions(self, conn: psycopg.Connection[Any], scope: str) -> dict[str, int]:
+        """Each projection's position in the scope."""
+
+    @abstractmethod
+    def select_events(
+        self, conn: psycopg.Connection[Any], scope: str, after: int, stop: int | None
+    ) -> list[Row]:
+        """The scope's next events after ``after`` (up to ``stop``), at most batch_size:
+        (position, originator_id, version, topic, state)."""
+
+    @abstractmethod
+    def record(self, cur: psycopg.Cursor[Any], scope: str, reached: int) -> None:
+        """Move every projection's position in the scope to ``reached``."""
+
     # -- positions ------------------------------------------------------------------------
 
-    @property
-    def position(self) -> int:
-        return self._position
+    def known(self, scope: str) -> int:
+        """The position this process knows every projection has applied in ``scope``."""
+        return self._known.get(scope, 0)
 
-    def tracked_positions(self, conn: psycopg.Connection[Any]) -> dict[str, int]:
-        rows = conn.execute(
-            "SELECT name, position FROM projection_tracking WHERE name = ANY(%s)",
-            ([p.tracking_name for p in self.projections],),
-        ).fetchall()
-        found = {str(r[0]): int(r[1]) for r in rows}
-        return {p.tracking_name: found.get(p.tracking_name, 0) for p in self.projections}
+    def _learn(self, scope: str, position: int) -> None:
+        if position > self._known.get(scope, 0):
+            self._known[scope] = position
+
+    def _local_lock(self, scope: str) -> threading.Lock:
+        with self._local_guard:
+            found = self._local.get(scope)
+            if found is None:
+                found = self._local[scope] = threading.Lock()
+            return found
 
     # -- catching up ----------------------------------------------------------------------
 
-    def wait_for(self, position: int, timeout: float = 2.0) -> bool:
-        """Return once every projection has applied ``position`` (True), or after ``timeout``
-        (False: the write stands, the views are still behind)."""
+    def wait_for(self, scope: str, position: int, timeout: float = 2.0) -> bool:
+        """Return once every projection has applied ``position`` in ``scope`` (True), or
+        after ``timeout`` (False: the write stands, the views are still behind)."""
         deadline = time.monotonic() + timeout
-        while self._position < position:
+        local = self._local_lock(scope)
+        while self.known(scope) < position:
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or not self._local.acquire(timeout=remaining):
+            if remaining <= 0 or not local.acquire(timeout=remaining):
                 return False
             try:
-                if self._position < position:
-                    self._catch_up_locked(until=position, lock_timeout=remaining)
-            except Exception:  # the background runner will retry; the write stands
+                if self.known(scope) < position:
+                    self._catch_up_locked(scope, until=position, lock_timeout=remaining)
+            except Exception:  # a runner will retry; the write stands
                 log.exception("projection catch-up failed")
-                return self._position >= position
+                return self.known(scope) >= position
             finally:
-                self._local.release()
+                local.release()
         return True
 
-    def wait_for_others(self, position: int, timeout: float) -> bool:
-        """Like ``wait_for``, but leave the work to a projection runner in another process
-        (``pim serve`` projects while its worker process writes a bulk job). This process
-        projects itself when no runner follows the log, or when the projection lock is free
-        and the position has not moved for STALL_S (a runner wakes SETTLE_S after a write)."""
-        deadline = time.monotonic() + timeout
-        reached, stalled_since = -1, time.monotonic()
-        while True:
-            with self.pool.connection() as conn:
-                now_at = min(self.tracked_positions(conn).values())
-                held = {
-                    int(r[0])
-                    for r in conn.execute(
-                        "SELECT (classid::bigint << 32) | objid::bigint FROM pg_locks"
-                        " WHERE locktype = 'advisory' AND granted AND objsubid = 1"
-                        " AND database = (SELECT oid FROM pg_database"
-                        "                 WHERE datname = current_database())"
-                        " AND ((classid::bigint << 32) | objid::bigint) = ANY(%s)",
-                        ([self.lock_key, self.runner_key],),
-                    ).fetchall()
-                }
-            self._position = max(self._position, now_at)
-            if now_at >= position:
-                return True
-            now = time.monotonic()
-            if self.runner_key not in held:  # nobody follows the log: no one to wait for
-                return self.wait_for(position, timeout=max(deadline - now, 0.001))
-            if self.lock_key in held or now_at > reached:
-                reached, stalled_since = now_at, now
-            elif now - stalled_since > STALL_S:
-                return self.wait_for(position, timeout=max(deadline - now, 0.001))
-            if now >= deadline:
-                return False
-            time.sleep(PASSIVE_POLL_S)
+    def catch_up(self, scope: str) -> int:
+        """Apply every pending event of ``scope``; returns the position reached."""
+        with self._local_lock(scope):
+            self._catch_up_locked(scope, until=None, lock_timeout=None)
+        return self.known(scope)
 
-    def catch_up(self) -> int:
-        """Apply every pending event; returns the position reached."""
-        with self._local:
-            self._catch_up_locked(until=None, lock_timeout=None)
-        return self._position
-
-    def _catch_up_locked(self, until: int | None, lock_timeout: float | None) -> None:
+    def _catch_up_locked(self, scope: str, until: int | None, lock_timeout: float | None) -> None:
         while True:
-            applied, more = self._apply_batch(lock_timeout)
-            if not more or (until is not None and self._position >= until):
-                return
-            if applied == 0 and until is not None and self._position >= until:
+            _, more = self.apply_batch(scope, lock_timeout)
+            if not more or (until is not None and self.known(scope) >= until):
                 return
 
-    def _apply_batch(self, lock_timeout: float | None) -> tuple[int, bool]:
+    def apply_batch(self, scope: str, lock_timeout: float | None = None) -> tuple[int, bool]:
+        """One transaction: lock the scope, apply its next batch. (events read, more left)"""
         with self.pool.connection() as conn, conn.transaction():
-            # One round trip: bound the wait for the lock, then take it.
-            timeout = f"{max(int(lock_timeout * 1000), 1)}ms" if lock_timeout else "0"
-            conn.execute(
-                "SELECT set_config('lock_timeout', %s, true), pg_advisory_xact_lock(%s)",
-                (timeout, self.lock_key),
-            )
-            applied, reached, more = self.apply_pending(conn)
-        self._position = max(self._position, reached)
+            self.lock(conn, scope, lock_timeout)
+            applied, reached, more = self.apply_pending(conn, scope)
+        self._learn(scope, reached)
         return applied, more
 
     def apply_pending(
-        self, conn: psycopg.Connection[Any], *, stop: int | None = None
+        self, conn: psycopg.Connection[Any], scope: str, *, stop: int | None = None
     ) -> tuple[int, int, bool]:
-        """Apply the next batch of events (up to ``stop``) in the caller's transaction; the
-        caller holds the lock. Returns (events read, position reached, whether more remain)."""
-        positions = self.tracked_positions(conn)
+        """Apply the scope's next batch of events (up to ``stop``) in the caller's
+        transaction; the caller holds the scope's lock. Returns (events read, position
+        reached, whether more remain)."""
+        positions = self.positions(conn, scope)
         start = min(positions.values())
-        query = sql.SQL(
-            "SELECT notification_id, originator_id, originator_version, topic, state"
-            " FROM {} WHERE notification_id > %s{} ORDER BY notification_id LIMIT %s"
-        ).format(
-            sql.Identifier(self.events_table),
-            sql.SQL(" AND notification_id <= %s") if stop is not None else sql.SQL(""),
-        )
-        params: list[Any] = [start, *([stop] if stop is not None else []), self.batch_size]
-        rows = conn.execute(query, params).fetchall()
+        rows = self.select_events(conn, scope, start, stop)
         for projection in self.projections:
             projection.begin()
         # Pipeline mode: the many small writes go out without waiting for each answer; the few
@@ -207,14 +194,7 @@ class Projector:
                 projection.flush(cur)
             reached = int(rows[-1][0]) if rows else start
             if rows or any(pos != reached for pos in positions.values()):
-                cur.execute(
-                    """INSERT INTO projection_tracking (name, position, updated_at)
-                       SELECT unnest(%s::text[]), %s, now()
-                       ON CONFLICT (name) DO UPDATE
-                       SET position = GREATEST(projection_tracking.position, EXCLUDED.position),
-                           updated_at = now()""",
-                    ([p.tracking_name for p in self.projections], reached),
-                )
+                self.record(cur, scope, reached)
         return len(rows), reached, len(rows) == self.batch_size
 
     # -- background loop ------------------------------------------------------------------
@@ -222,31 +202,9 @@ class Projector:
     def stop(self) -> None:
         self._stop.set()
 
+    @abstractmethod
     def run_forever(self, database_url: str) -> None:
-        """Follow the log until stopped; restarts itself after any error (supervision)."""
-        channel = self.events_table.replace(".", "_")
-        while not self._stop.is_set():
-            try:
-                with psycopg.connect(database_url, autocommit=True) as listener:
-                    listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
-                    listener.execute("SELECT pg_advisory_lock_shared(%s)", (self.runner_key,))
-                    self.catch_up()
-                    while not self._stop.is_set():
-                        # A lost NOTIFY only delays us until the next poll.
-                        for _ in listener.notifies(timeout=POLL_INTERVAL_S, stop_after=1):
-                            pass
-                        # Writers catch the views up themselves (read-your-writes); this loop
-                        # is for everyone else. Let a burst settle, then drain its notices,
-                        # so a busy log costs one catch-up per window, not one per write.
-                        self._stop.wait(SETTLE_S)
-                        for _ in listener.notifies(timeout=0):
-                            pass
-                        self.catch_up()
-            except Exception:
-                if self._stop.is_set():
-                    break
-                log.exception("projection runner failed; restarting in 1s")
-                self._stop.wait(1.0)
+        """Follow the log until stopped, restarting after errors (supervision)."""
 
     def start_background(self, database_url: str) -> threading.Thread:
         thread = threading.Thread(
@@ -257,3 +215,79 @@ class Projector:
         )
         thread.start()
         return thread
+
+
+GLOBAL = ""  # the one scope of a GlobalProjector
+
+
+class GlobalProjector(Projector):
+    """Projections of a whole log appended in global order (the jobs log): one scope, one
+    position per projection (``projection_tracking``), one advisory lock."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lock_key = advisory_lock_key(f"pim:{self.group}")
+
+    def lock(self, conn: psycopg.Connection[Any], scope: str, timeout: float | None) -> None:
+        # One round trip: bound the wait for the lock, then take it.
+        conn.execute(
+            "SELECT set_config('lock_timeout', %s, true), pg_advisory_xact_lock(%s)",
+            (_timeout_ms(timeout), self.lock_key),
+        )
+
+    def positions(self, conn: psycopg.Connection[Any], scope: str) -> dict[str, int]:
+        rows = conn.execute(
+            "SELECT name, position FROM projection_tracking WHERE name = ANY(%s)", (self.names,)
+        ).fetchall()
+        found = {str(r[0]): int(r[1]) for r in rows}
+        return {name: found.get(name, 0) for name in self.names}
+
+    def select_events(
+        self, conn: psycopg.Connection[Any], scope: str, after: int, stop: int | None
+    ) -> list[Row]:
+        query = sql.SQL(
+            "SELECT notification_id, originator_id, originator_version, topic, state"
+            " FROM {} WHERE notification_id > %s{} ORDER BY notification_id LIMIT %s"
+        ).format(
+            sql.Identifier(self.events_table),
+            sql.SQL(" AND notification_id <= %s") if stop is not None else sql.SQL(""),
+        )
+        params: list[Any] = [after, *([stop] if stop is not None else []), self.batch_size]
+        return conn.execute(query, params).fetchall()
+
+    def record(self, cur: psycopg.Cursor[Any], scope: str, reached: int) -> None:
+        cur.execute(
+            """INSERT INTO projection_tracking (name, position, updated_at)
+               SELECT unnest(%s::text[]), %s, now()
+               ON CONFLICT (name) DO UPDATE
+               SET position = GREATEST(projection_tracking.position, EXCLUDED.position),
+                   updated_at = now()""",
+            (self.names, reached),
+        )
+
+    def run_forever(self, database_url: str) -> None:
+        channel = self.events_table.replace(".", "_")
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(database_url, autocommit=True) as listener:
+                    listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+                    self.catch_up(GLOBAL)
+                    while not self._stop.is_set():
+                        # A lost NOTIFY only delays us until the next poll.
+                        for _ in listener.notifies(timeout=POLL_INTERVAL_S, stop_after=1):
+                            pass
+                        # Let a burst settle, then drain its notices: a busy log costs one
+                        # catch-up per window, not one per write.
+                        self._stop.wait(SETTLE_S)
+                        for _ in listener.notifies(timeout=0):
+                            pass
+                        self.catch_up(GLOBAL)
+            except Exception:
+                if self._stop.is_set():
+                    break
+                log.exception("projection runner %s failed; restarting in 1s", self.group)
+                self._stop.wait(1.0)
+
+
+def _timeout_ms(timeout: float | None) -> str:
+    return f"{max(int(timeout * 1000), 1)}ms" if timeout else "0"

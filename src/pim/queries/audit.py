@@ -16,15 +16,9 @@ from psycopg_pool import AsyncConnectionPool
 from pim.domain.entity import Entity
 from pim.domain.ids import aggregate_id, entity_id_of
 from pim.domain.registry import ACTIONS, ENTITY_TYPES, EVENT_TOPICS, topics_for
-from pim.eventstore import EVENTS_TABLE, CatalogStore
+from pim.eventstore import EVENTS_TABLE, EventStore
 from pim.queries.pages import InvalidQuery
 from pim.queries.products import _uuid_param, datetime_param
-
-AUDIT_DDL = [
-    # One tenant's events in log order, found without scanning other tenants.
-    f"CREATE INDEX IF NOT EXISTS {EVENTS_TABLE}_tenant_position_idx"
-    f" ON {EVENTS_TABLE} ((split_part(originator_id, ':', 1)), notification_id)",
-]
 
 _STATE_JSON = "convert_from(state, 'UTF8')::jsonb"
 
@@ -94,7 +88,7 @@ def changes_of(event: Any) -> dict[str, dict[str, Any]]:
 
 
 def to_entry(
-    store: CatalogStore, position: int, originator_id: str, version: int, topic: str, state: bytes
+    store: EventStore, position: int, originator_id: str, version: int, topic: str, state: bytes
 ) -> AuditEntry:
     event = store.decode(originator_id, version, topic, state)
     entity_type, action = EVENT_TOPICS[topic]
@@ -154,9 +148,7 @@ def build_log_query(
 
 
 class AuditQueries:
-    def __init__(
-        self, pool: AsyncConnectionPool[AsyncConnection[Any]], store: CatalogStore
-    ) -> None:
+    def __init__(self, pool: AsyncConnectionPool[AsyncConnection[Any]], store: EventStore) -> None:
         self.pool = pool
         self.store = store
 

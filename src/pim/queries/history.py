@@ -13,7 +13,7 @@ from psycopg_pool import AsyncConnectionPool
 from pim.domain.ids import aggregate_id
 from pim.domain.indexes import children_id
 from pim.domain.product import Product
-from pim.eventstore import EVENTS_TABLE, CatalogStore
+from pim.eventstore import EVENTS_TABLE, EventStore
 from pim.queries.audit import to_entry
 from pim.queries.products import ProductView
 
@@ -31,9 +31,7 @@ class HistoryEntry(msgspec.Struct, kw_only=True):
 
 
 class HistoryQueries:
-    def __init__(
-        self, pool: AsyncConnectionPool[AsyncConnection[Any]], store: CatalogStore
-    ) -> None:
+    def __init__(self, pool: AsyncConnectionPool[AsyncConnection[Any]], store: EventStore) -> None:
         self.pool = pool
         self.store = store
 

@@ -11,7 +11,7 @@ import msgspec
 from psycopg import AsyncConnection, sql
 from psycopg_pool import AsyncConnectionPool
 
-from pim.eventstore import EVENTS_TABLE, CatalogStore
+from pim.eventstore import EVENTS_TABLE, EventStore
 from pim.jobs.domain import JOB_STATUSES, JOB_TYPES, result_url
 from pim.jobs.progress import JobProgress, progress_id
 from pim.queries.pages import CreatedKey, InvalidQuery, decode_cursor, encode_cursor
@@ -89,7 +89,7 @@ def _to_view(row: tuple[Any, ...]) -> tuple[JobView, dict[str, Any] | None]:
 
 class JobQueries:
     def __init__(
-        self, pool: AsyncConnectionPool[AsyncConnection[Any]], catalog: CatalogStore
+        self, pool: AsyncConnectionPool[AsyncConnection[Any]], catalog: EventStore
     ) -> None:
         self.pool = pool
         self.catalog = catalog
