@@ -111,15 +111,18 @@ class Service:
 def append_raw_event(
     database_url: str, originator_id: str, version: int, topic: str, state: dict[str, Any]
 ) -> None:
-    """Write an event straight into the catalog log (as an older release or another writer
-    would have stored it) and wake the projection runners."""
-    with psycopg.connect(database_url, autocommit=True) as conn:
+    """Write an event straight into the catalog log as an older release stored it (under
+    the events-table lock, which also excludes the per-tenant appends of this one) and wake
+    the projection runners."""
+    with psycopg.connect(database_url) as conn:
+        conn.execute("LOCK TABLE catalog_events IN EXCLUSIVE MODE")
         conn.execute(
             "INSERT INTO catalog_events (originator_id, originator_version, topic, state)"
             " VALUES (%s, %s, %s, %s)",
             (originator_id, version, topic, json.dumps(state).encode()),
         )
         conn.execute("NOTIFY catalog_events")
+        conn.commit()
 
 
 def append_raw_product(

@@ -89,7 +89,7 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     with migration_lock(database_url) as conn:
         # Constructing the applications creates their event tables.
         catalog = CatalogApplication(env=eventsourcing_env(database_url))
-        jobs_app = JobsApplication(env=eventsourcing_env(database_url, pool_size=1))
+        jobs_app = JobsApplication(env=eventsourcing_env(database_url, max_connections=3))
         store = EventStore(catalog, snapshots_table=SNAPSHOTS_TABLE)
         if migrate:
             backfill_heads(conn, EVENTS_TABLE)

@@ -31,6 +31,7 @@ class Settings:
     access_log: bool
     sweep_interval_s: float
     background_nice: int
+    jobs_per_tenant: int
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -59,4 +60,5 @@ class Settings:
             access_log=_flag(get("PIM_ACCESS_LOG")),
             sweep_interval_s=float(get("PIM_SWEEP_INTERVAL") or "15"),
             background_nice=int(get("PIM_BACKGROUND_NICE") or "10"),
+            jobs_per_tenant=max(1, int(get("PIM_JOBS_PER_TENANT") or "2")),
         )

@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 # made every job wait 0.5-1 s before it started once the worker had been idle a while; 100 ms
 # costs an idle worker ~20 cheap Redis calls a second.
 IDLE_POLL_MS = 100
+# A job whose tenant already runs its share of jobs is looked at again this much later.
+DEFER_MS = 500
 
 
 @dataclass
@@ -56,6 +58,9 @@ def start_worker(services: Services, *, threads: int = 4) -> WorkerHandle:
             except Exception:  # the sweeper re-queues it
                 log.warning("could not queue webhook delivery %s", delivery_id)
 
+    def defer(tenant_id: str, job_id: str) -> None:
+        holder["actors"].run_job.send_with_options(args=(tenant_id, job_id), delay=DEFER_MS)
+
     context = JobContext(
         database_url=services.database_url,
         data_dir=settings.data_dir,
@@ -64,7 +69,9 @@ def start_worker(services: Services, *, threads: int = 4) -> WorkerHandle:
         catalog_projector=services.projector,
         jobs_projector=services.jobs_projector,
         notify=notify,
+        defer=defer,
         batch_size=settings.job_batch_size,
+        jobs_per_tenant=settings.jobs_per_tenant,
     )
     runner = JobRunner(context)
     actors = register_actors(

@@ -71,7 +71,7 @@ class ReadSide:
     async def open(cls, services: Services, *, pool_size: int = 10) -> ReadSide:
         pool: AsyncConnectionPool[AsyncConnection[Any]] = AsyncConnectionPool(
             services.database_url,
-            min_size=2,
+            min_size=1,
             max_size=pool_size,
             kwargs=connection_kwargs(),
             open=False,

@@ -20,8 +20,10 @@ def advisory_lock_key(name: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 
 
-def eventsourcing_env(database_url: str, *, pool_size: int = 4) -> dict[str, str]:
-    """The eventsourcing Postgres settings for a database URL."""
+def eventsourcing_env(database_url: str, *, max_connections: int = 12) -> dict[str, str]:
+    """The eventsourcing Postgres settings for a database URL: a pool that keeps one
+    connection open and grows to ``max_connections`` under load (a process that hardly
+    writes, such as a projection runner, holds one)."""
     info = conninfo_to_dict(database_url)
     return {
         "PERSISTENCE_MODULE": "eventsourcing.postgres",
@@ -33,8 +35,8 @@ def eventsourcing_env(database_url: str, *, pool_size: int = 4) -> dict[str, str
         "ORIGINATOR_ID_TYPE": "text",
         # The default (0) waits forever on the events-table lock.
         "POSTGRES_LOCK_TIMEOUT": "5",
-        "POSTGRES_POOL_SIZE": str(pool_size),
-        "POSTGRES_MAX_OVERFLOW": str(pool_size * 2),
+        "POSTGRES_POOL_SIZE": "1",
+        "POSTGRES_MAX_OVERFLOW": str(max(0, max_connections - 1)),
         # No pre-ping: it costs a round trip per connection checkout (measured ~25% of write
         # time); broken connections surface as errors that the callers retry.
         "POSTGRES_PRE_PING": "n",

@@ -67,7 +67,11 @@ class JobContext:
     jobs_projector: GlobalProjector
     # Records webhook deliveries for an event and queues them: (tenant, type, data).
     notify: Callable[[str, str, dict[str, Any]], None]
+    # Runs a job again a little later: (tenant, job id).
+    defer: Callable[[str, str], None]
     batch_size: int = bulk.BATCH_SIZE
+    # Jobs of one tenant that run at once; the tenant's others wait (fairness).
+    jobs_per_tenant: int = 2
 
 
 def resolve_ids(conn: psycopg.Connection[Any], tenant_id: str, selection: Selection) -> list[str]:
@@ -100,6 +104,12 @@ class JobRunner:
             job = self.ctx.jobs.find(aggregate_id(tenant_id, job_id))
             if not isinstance(job, Job) or job.finished:
                 return
+            if not self._take_tenant_slot(lock_conn, tenant_id):
+                # The tenant already runs as many jobs as it may: this one waits its turn
+                # without holding a worker thread, so other tenants' jobs start at once.
+                log.info("job %s waits: tenant %s runs its share of jobs", job_id, tenant_id)
+                self.ctx.defer(tenant_id, job_id)
+                return
             try:
                 self._run(job)
             except TRANSIENT:
@@ -114,6 +124,18 @@ class JobRunner:
                     "the server log has the details"
                 )
                 self._fail(job_id, tenant_id, reason)
+
+    def _take_tenant_slot(self, conn: psycopg.Connection[Any], tenant_id: str) -> bool:
+        """One of the tenant's ``jobs_per_tenant`` running slots, held by ``conn``'s session
+        (released when the job ends, or its worker dies)."""
+        for slot in range(self.ctx.jobs_per_tenant):
+            row = conn.execute(
+                "SELECT pg_try_advisory_lock(%s)",
+                (advisory_lock_key(f"pim:jobs-of:{tenant_id}:{slot}"),),
+            ).fetchone()
+            if row and row[0]:
+                return True
+        return False
 
     def _save_job(self, job: Job) -> None:
         position = self.ctx.jobs.save(job)

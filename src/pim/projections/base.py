@@ -3,11 +3,12 @@ same transaction as its tracking position, so a view never skips or repeats an e
 
 from __future__ import annotations
 
+import copy
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import msgspec
 from psycopg import Cursor, sql
@@ -116,6 +117,14 @@ class Projection(ABC):
                 keys.add(key)
         if current is not None:
             current.execute(cur, run)
+
+    def clone(self) -> Self:
+        """The same projection with its own batch state, for another thread: a projector
+        catches several tenants up at once, and a batch's deferred rows are per instance."""
+        twin = copy.copy(self)
+        twin._inserts = []
+        twin.begin()
+        return twin
 
     def table(self, base: str) -> str:
         return f"{base}{self.table_suffix}"

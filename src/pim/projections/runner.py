@@ -79,6 +79,8 @@ class Projector(ABC):
         # pool connection while they queue on the advisory lock.
         self._local: dict[str, threading.Lock] = {}
         self._local_guard = threading.Lock()
+        # Each thread applies batches with projection instances of its own (batch state).
+        self._threads = threading.local()
         self._stop = threading.Event()
 
     # -- schema ---------------------------------------------------------------------------
@@ -178,7 +180,8 @@ class Projector(ABC):
         positions = self.positions(conn, scope)
         start = min(positions.values())
         rows = self.select_events(conn, scope, start, stop)
-        for projection in self.projections:
+        projections = self._thread_projections()
+        for projection in projections:
             projection.begin()
         # Pipeline mode: the many small writes go out without waiting for each answer; the few
         # reads (in flush) wait only for what they need.
@@ -187,15 +190,21 @@ class Projector(ABC):
                 if topic not in self._wanted_topics:
                     continue
                 event = self.store.decode(originator_id, version, topic, without_nul(bytes(state)))
-                for projection in self.projections:
+                for projection in projections:
                     if positions[projection.tracking_name] < notification_id:
                         projection.apply(cur, event, notification_id)
-            for projection in self.projections:
+            for projection in projections:
                 projection.flush(cur)
             reached = int(rows[-1][0]) if rows else start
             if rows or any(pos != reached for pos in positions.values()):
                 self.record(cur, scope, reached)
         return len(rows), reached, len(rows) == self.batch_size
+
+    def _thread_projections(self) -> list[Projection]:
+        mine: list[Projection] | None = getattr(self._threads, "projections", None)
+        if mine is None:
+            mine = self._threads.projections = [p.clone() for p in self.projections]
+        return mine
 
     # -- background loop ------------------------------------------------------------------
 
