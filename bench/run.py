@@ -50,7 +50,9 @@ from bench.cases.create_visible import bench_create_visible
 from bench.cases.export import bench_export
 from bench.cases.get_by_id import bench_get_by_id
 from bench.cases.get_product_with_100_variants import bench_get_product_with_100_variants
+from bench.cases.job_fairness import bench_job_fairness
 from bench.cases.list_100 import bench_list_100
+from bench.cases.noisy_neighbour import bench_noisy_neighbour
 from bench.cases.rebuild import bench_rebuild
 from bench.cases.stats import bench_stats
 from bench.context import Bench, Benchmark
@@ -95,6 +97,21 @@ BENCHMARKS: list[Benchmark] = [
     ),
     Benchmark(
         "export_100k_csv_s", bench_export, ("export_100k_csv_s", "export_worker_rss_growth_mb")
+    ),
+    # Tenant fairness: one tenant's imports against another's latency and jobs.
+    Benchmark(
+        "noisy_neighbour",
+        bench_noisy_neighbour,
+        (
+            "noisy_neighbour_create_p99_ms",
+            "noisy_neighbour_list_p99_ms",
+            "noisy_neighbour_a_import_products_per_s",
+        ),
+    ),
+    Benchmark(
+        "job_fairness",
+        bench_job_fairness,
+        ("job_fairness_export_s", "job_fairness_bulk_update_s", "job_fairness_start_delay_s"),
     ),
     Benchmark("api_rss_mb", bench_api_rss, ("api_rss_mb",)),
 ]

@@ -22,6 +22,7 @@ from pim.eventstore import (
 )
 from pim.eventstore.recorders import backfill_heads
 from pim.infra.database import eventsourcing_env, migration_lock, run_ddl
+from pim.jobs.broker import JobQueue
 from pim.jobs.view import JobsView
 from pim.projections.base import Projection
 from pim.projections.entities import EntitiesView
@@ -58,10 +59,13 @@ class Services:
     jobs_app: JobsApplication
     jobs: EventStore
     jobs_projector: GlobalProjector
+    job_queue: JobQueue | None  # None without Redis (operators' commands)
 
     def close(self) -> None:
         self.projector.stop()
         self.jobs_projector.stop()
+        if self.job_queue is not None:
+            self.job_queue.close()
         self.projection_pool.close()
         self.catalog.close()
         self.jobs_app.close()
@@ -137,4 +141,5 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
         jobs_app=jobs_app,
         jobs=jobs,
         jobs_projector=jobs_projector,
+        job_queue=JobQueue(settings.redis_url, database_url) if settings.redis_url else None,
     )

@@ -72,6 +72,8 @@ async def _accept(
     position = await to_thread.run_sync(services.jobs.save, job)
     if position is not None:
         await to_thread.run_sync(services.jobs_projector.wait_for, GLOBAL, position)
+    if services.job_queue is not None:  # a shortcut: the dispatcher queues it anyway
+        await to_thread.run_sync(services.job_queue.send, ctx.tenant_id, job.job_id)
     found = await reads_of(request).jobs.get(ctx.tenant_id, path_uuid(job.job_id, "job"))
     if found is None:  # pragma: no cover - the wait above makes it visible
         raise ApiError(503, "the job was accepted but is not readable yet; retry GET")

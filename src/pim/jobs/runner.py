@@ -89,6 +89,11 @@ def resolve_ids(conn: psycopg.Connection[Any], tenant_id: str, selection: Select
     return [str(r[0]) for r in rows]
 
 
+class _StepAside(Exception):
+    """A job stops between two batches to let other tenants' jobs run; it is re-queued and
+    resumes at its next item."""
+
+
 class JobRunner:
     def __init__(self, context: JobContext) -> None:
         self.ctx = context
@@ -104,14 +109,24 @@ class JobRunner:
             job = self.ctx.jobs.find(aggregate_id(tenant_id, job_id))
             if not isinstance(job, Job) or job.finished:
                 return
-            if not self._take_tenant_slot(lock_conn, tenant_id):
+            slot = self._take_tenant_slot(lock_conn, tenant_id)
+            if slot is None:
                 # The tenant already runs as many jobs as it may: this one waits its turn
                 # without holding a worker thread, so other tenants' jobs start at once.
                 log.info("job %s waits: tenant %s runs its share of jobs", job_id, tenant_id)
                 self.ctx.defer(tenant_id, job_id)
                 return
+
+            def keep_running() -> bool:
+                # A tenant's first job always runs on; its others step aside (between two
+                # batches: a job resumes where it stopped) while another tenant has work.
+                return slot == 0 or not self._others_have_jobs(lock_conn, tenant_id)
+
             try:
-                self._run(job)
+                self._run(job, keep_running)
+            except _StepAside:
+                log.info("job %s steps aside for other tenants' jobs", job_id)
+                self.ctx.defer(tenant_id, job_id)
             except TRANSIENT:
                 raise  # the message is retried with backoff; the job resumes where it was
             except Exception as exc:
@@ -125,17 +140,29 @@ class JobRunner:
                 )
                 self._fail(job_id, tenant_id, reason)
 
-    def _take_tenant_slot(self, conn: psycopg.Connection[Any], tenant_id: str) -> bool:
-        """One of the tenant's ``jobs_per_tenant`` running slots, held by ``conn``'s session
-        (released when the job ends, or its worker dies)."""
+    def _take_tenant_slot(self, conn: psycopg.Connection[Any], tenant_id: str) -> int | None:
+        """One of the tenant's ``jobs_per_tenant`` running slots (its number), held by
+        ``conn``'s session (released when the job ends, or its worker dies). Beyond its first
+        job, a tenant gets a slot only while no other tenant has a job to run."""
         for slot in range(self.ctx.jobs_per_tenant):
+            if slot > 0 and self._others_have_jobs(conn, tenant_id):
+                return None
             row = conn.execute(
                 "SELECT pg_try_advisory_lock(%s)",
                 (advisory_lock_key(f"pim:jobs-of:{tenant_id}:{slot}"),),
             ).fetchone()
             if row and row[0]:
-                return True
-        return False
+                return slot
+        return None
+
+    @staticmethod
+    def _others_have_jobs(conn: psycopg.Connection[Any], tenant_id: str) -> bool:
+        row = conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM jobs_view WHERE status IN ('PENDING', 'PROCESSING')"
+            " AND tenant_id <> %s)",
+            (tenant_id,),
+        ).fetchone()
+        return bool(row and row[0])
 
     def _save_job(self, job: Job) -> None:
         position = self.ctx.jobs.save(job)
@@ -162,7 +189,7 @@ class JobRunner:
             "failed_items": job.failed_items,
         }
 
-    def _run(self, job: Job) -> None:
+    def _run(self, job: Job, keep_running: Callable[[], bool]) -> None:
         payload = msgspec.convert(job.payload, PAYLOAD_TYPES[job.job_type])
         actor: Actor = job.acting
         if isinstance(payload, ExportPayload):
@@ -228,6 +255,8 @@ class JobRunner:
                 job.progress(actor, progress.next_index, progress.succeeded, progress.failed)
                 self._save_job(job)
                 start = progress.next_index
+                if start < total and not keep_running():
+                    raise _StepAside
         if behind:
             # The job's effects are in every read model before it reports COMPLETED.
             self.ctx.catalog_projector.wait_for_others(job.tenant_id, behind[-1], timeout=60)

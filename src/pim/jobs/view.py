@@ -39,6 +39,9 @@ class JobsView(Projection):
             # time until a rebuild fills it)
             f"ALTER TABLE {t} ADD COLUMN IF NOT EXISTS updated_at timestamptz",
             f"CREATE INDEX IF NOT EXISTS {t}_list_idx ON {t} (tenant_id, type, created_at, id)",
+            # Jobs still to run (job fairness looks for other tenants' work).
+            f"CREATE INDEX IF NOT EXISTS {t}_unfinished_idx ON {t} (tenant_id)"
+            " WHERE status IN ('PENDING', 'PROCESSING')",
         ]
 
     def _update(self, cur: Cursor[Any], event: Any, **columns: Any) -> None:

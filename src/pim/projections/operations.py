@@ -249,7 +249,8 @@ def _drain(
     group's pause lock; returns the position reached."""
     conn.execute("SELECT pg_advisory_xact_lock(%s)", (projector.tenant_key(tenant_id),))
     while True:
-        _, reached, more = projector.apply_pending(conn, tenant_id, stop=stop)
+        with conn.pipeline():
+            _, reached, more = projector.apply_pending(conn, tenant_id, stop=stop)
         if not more:
             return reached
 

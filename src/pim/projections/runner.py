@@ -163,9 +163,21 @@ class Projector(ABC):
             if not more or (until is not None and self.known(scope) >= until):
                 return
 
+    def read_batch(
+        self, conn: psycopg.Connection[Any], scope: str, stop: int | None
+    ) -> tuple[dict[str, int], list[Row]]:
+        """The projections' positions in the scope and the events after the lowest."""
+        positions = self.positions(conn, scope)
+        return positions, self.select_events(conn, scope, min(positions.values()), stop)
+
     def apply_batch(self, scope: str, lock_timeout: float | None = None) -> tuple[int, bool]:
-        """One transaction: lock the scope, apply its next batch. (events read, more left)"""
-        with self.pool.connection() as conn, conn.transaction():
+        """One transaction: lock the scope, apply its next batch. (events read, more left)
+
+        In pipeline mode: BEGIN, the lock and the reads go out together and the writes, the
+        new positions and COMMIT after them, so a catch-up costs two round trips, however
+        many statements it makes (the few reads a projection makes while flushing wait only
+        for what they need)."""
+        with self.pool.connection() as conn, conn.pipeline(), conn.transaction():
             self.lock(conn, scope, lock_timeout)
             applied, reached, more = self.apply_pending(conn, scope)
         self._learn(scope, reached)
@@ -177,15 +189,12 @@ class Projector(ABC):
         """Apply the scope's next batch of events (up to ``stop``) in the caller's
         transaction; the caller holds the scope's lock. Returns (events read, position
         reached, whether more remain)."""
-        positions = self.positions(conn, scope)
+        positions, rows = self.read_batch(conn, scope, stop)
         start = min(positions.values())
-        rows = self.select_events(conn, scope, start, stop)
         projections = self._thread_projections()
         for projection in projections:
             projection.begin()
-        # Pipeline mode: the many small writes go out without waiting for each answer; the few
-        # reads (in flush) wait only for what they need.
-        with conn.pipeline(), conn.cursor() as cur:
+        with conn.cursor() as cur:
             for notification_id, originator_id, version, topic, state in rows:
                 if topic not in self._wanted_topics:
                     continue

@@ -31,6 +31,7 @@ from collections import deque
 from collections.abc import Collection, Iterable
 from typing import Any
 
+import msgspec
 import psycopg
 from psycopg import sql
 
@@ -40,6 +41,8 @@ from pim.infra.database import advisory_lock_key
 from pim.projections.runner import POLL_INTERVAL_S, SETTLE_S, Projector, Row, _timeout_ms
 
 log = logging.getLogger(__name__)
+
+_decode_json = msgspec.json.Decoder(dict[str, int]).decode
 
 POSITIONS_DDL = [
     """CREATE TABLE IF NOT EXISTS projection_positions (
@@ -53,6 +56,10 @@ POSITIONS_DDL = [
 
 # How often a runner recounts the runners and rebalances its partitions.
 REBALANCE_S = 2.0
+# How long a runner leaves a notified tenant to the writer's own catch-up (read-your-writes
+# catches an API write up within milliseconds) before it looks: taking the tenant's lock
+# first would make the request wait for a runner with a lower CPU priority.
+RUNNER_GRACE_S = 0.15
 # How long a runner waits for a tenant's lock (a request catching that tenant up) before it
 # moves on to the next tenant and comes back later.
 RUNNER_LOCK_WAIT_S = 0.5
@@ -89,6 +96,17 @@ class TenantProjector(Projector):
         self.heads_table = heads_table_name(self.events_table)
         self.pause_key = advisory_lock_key(f"pim:{self.group}:pause")
         self.presence_key = advisory_lock_key(f"pim:{self.group}:runner")
+        # The expression is the tenant index's own (eventstore.recorders), so it is used.
+        self._batch_sql = sql.SQL(
+            "WITH pos AS (" + TENANT_POSITIONS + ")"
+            " SELECT NULL::bigint, json_object_agg(name, position)::text, NULL::bigint,"
+            " NULL::text, NULL::bytea FROM pos AS p(name, position)"
+            " UNION ALL SELECT * FROM (SELECT notification_id, originator_id,"
+            " originator_version, topic, state FROM {events}"
+            " WHERE split_part(originator_id, ':', 1) = %s"
+            " AND notification_id > (SELECT min(position) FROM pos AS p(name, position))"
+            " AND notification_id <= %s ORDER BY notification_id LIMIT %s) AS e"
+        ).format(events=sql.Identifier(self.events_table))
         self._pending_sql = sql.SQL(
             "SELECT h.tenant_id FROM {heads} h WHERE {which} AND h.position > ("
             " SELECT min(COALESCE(p.position, f.position, 0))"
@@ -109,7 +127,8 @@ class TenantProjector(Projector):
 
     def lock(self, conn: psycopg.Connection[Any], scope: str, timeout: float | None) -> None:
         conn.execute(
-            "SELECT set_config('lock_timeout', %s, true), pg_advisory_xact_lock_shared(%s),"
+            "SELECT set_config('lock_timeout', %s, true),"
+            " set_config('synchronous_commit', 'off', true), pg_advisory_xact_lock_shared(%s),"
             " pg_advisory_xact_lock(%s)",
             (_timeout_ms(timeout), self.pause_key, self.tenant_key(scope)),
             prepare=True,
@@ -122,7 +141,6 @@ class TenantProjector(Projector):
     def select_events(
         self, conn: psycopg.Connection[Any], scope: str, after: int, stop: int | None
     ) -> list[Row]:
-        # The expression is the tenant index's own (eventstore.recorders), so it is used.
         query = sql.SQL(
             "SELECT notification_id, originator_id, originator_version, topic, state"
             " FROM {} WHERE split_part(originator_id, ':', 1) = %s AND notification_id > %s"
@@ -130,6 +148,25 @@ class TenantProjector(Projector):
         ).format(sql.Identifier(self.events_table))
         upto = stop if stop is not None else 2**63 - 1
         return conn.execute(query, (scope, after, upto, self.batch_size), prepare=True).fetchall()
+
+    def read_batch(
+        self, conn: psycopg.Connection[Any], scope: str, stop: int | None
+    ) -> tuple[dict[str, int], list[Row]]:
+        """Positions and the events after them in one statement (one round trip): the first
+        row carries the positions (a NULL position column), the others are the events."""
+        upto = stop if stop is not None else 2**63 - 1
+        rows = conn.execute(
+            self._batch_sql, (self.names, scope, scope, upto, self.batch_size), prepare=True
+        ).fetchall()
+        positions: dict[str, int] = {}
+        events: list[Row] = []
+        for row in rows:
+            if row[0] is None:
+                positions = {name: int(pos) for name, pos in _decode_json(row[1]).items()}
+            else:
+                events.append(row)
+        events.sort(key=lambda row: int(row[0]))
+        return positions, events
 
     def record(self, cur: psycopg.Cursor[Any], scope: str, reached: int) -> None:
         cur.execute(
@@ -239,6 +276,7 @@ class TenantProjector(Projector):
         listener.execute("SELECT pg_advisory_lock_shared(%s)", (self.presence_key,))
         claimed: set[int] = set()
         queue: deque[str] = deque()  # tenants with events to apply, served round-robin
+        due: dict[str, float] = {}  # notified tenants -> when to look at them
         next_rebalance = next_sweep = 0.0
         while not self._stop.is_set():
             now = time.monotonic()
@@ -248,17 +286,22 @@ class TenantProjector(Projector):
                 next_rebalance = now + REBALANCE_S
                 if claimed - before:
                     next_sweep = 0.0  # new partitions: look at them now
-            notified: set[str] = set()
-            wait = 0.0 if queue else max(0.0, min(next_sweep, next_rebalance) - now)
-            for notice in listener.notifies(timeout=wait, stop_after=1):
-                notified.add(notice.payload)
+            wake = min([next_sweep, next_rebalance, *due.values()])
+            wait = 0.0 if queue else max(0.0, wake - now)
+            notified = {n.payload for n in listener.notifies(timeout=wait, stop_after=1)}
             if notified and not queue:
                 # Let a burst settle, then drain its notices: a busy tenant costs one
                 # catch-up per window, not one per write.
                 self._stop.wait(SETTLE_S)
             notified.update(n.payload for n in listener.notifies(timeout=0))
-            sweep = time.monotonic() >= next_sweep or "" in notified
-            candidates = {t for t in notified if t and tenant_partition(t) in claimed}
+            now = time.monotonic()
+            for tenant in notified:
+                if tenant and tenant_partition(tenant) in claimed:
+                    due.setdefault(tenant, now + RUNNER_GRACE_S)
+            sweep = now >= next_sweep or "" in notified
+            candidates = {t for t, at in due.items() if at <= now}
+            for tenant in candidates:
+                del due[tenant]
             if sweep or candidates:
                 with self.pool.connection() as conn:
                     found = (
