@@ -149,9 +149,15 @@ class TenantOrderedRecorder(PostgresApplicationRecorder):
         if not stored_events:
             return []
         tenants = sorted({tenant_of(str(e.originator_id)) for e in stored_events})
-        # Locks in one order (sorted tenants), so two multi-tenant saves cannot deadlock.
-        prelude = sql.SQL("SET LOCAL lock_timeout = {}; {}").format(
+        # The table lock an insert takes anyway (ROW EXCLUSIVE: appends never wait on each
+        # other), taken before any position is drawn: a writer of an older release holds the
+        # table's EXCLUSIVE lock while it appends, and no position may be drawn meanwhile.
+        # Then the tenants' locks, in one order (sorted), so two saves cannot deadlock.
+        prelude = sql.SQL(
+            "SET LOCAL lock_timeout = {}; LOCK TABLE {} IN ROW EXCLUSIVE MODE; {}"
+        ).format(
             sql.Literal(f"{int(self.datastore.lock_timeout)}s"),
+            sql.Identifier(self.datastore.schema, self.events_table_name),
             sql.SQL("; ").join(
                 sql.SQL("SELECT pg_advisory_xact_lock({})").format(sql.Literal(append_lock_key(t)))
                 for t in tenants

@@ -184,8 +184,28 @@ class ValidationView(Projection):
         self._count_steps: dict[tuple[str, str], list[tuple[int | None, Any]]] = {}
 
     def _count(self, cur: Cursor[Any], tenant_id: str) -> None:
-        """This tenant's issue counter is recomputed at the end of the batch."""
+        """This tenant's issue counter moved: a zero left behind is removed at the end of the
+        batch."""
         self._dirty_tenants.add(tenant_id)
+
+    def _counted(
+        self, change: sql.Composable, sign: int, before: sql.Composable | None = None
+    ) -> sql.Composed:
+        """``change`` (an INSERT or DELETE of issues ``RETURNING tenant_id``, after the
+        queries ``before`` of a WITH list) in one statement with the counters' move: +1 (or
+        -1) per row it really inserted (or deleted). Counters follow every change
+        incrementally; recounting a tenant's issues would cost as much as it has issues, at
+        every batch."""
+        return sql.SQL(
+            "WITH {before}changed AS ({change}) INSERT INTO {counts} AS c (tenant_id, issues)"
+            " SELECT tenant_id, {sign} * count(*) FROM changed GROUP BY tenant_id"
+            " ON CONFLICT (tenant_id) DO UPDATE SET issues = c.issues + EXCLUDED.issues"
+        ).format(
+            before=sql.SQL("{}, ").format(before) if before is not None else sql.SQL(""),
+            change=change,
+            counts=self._t("validation_counts"),
+            sign=sql.Literal(sign),
+        )
 
     def flush(self, cur: Cursor[Any]) -> None:
         self.write_inserts(cur)
@@ -197,18 +217,12 @@ class ValidationView(Projection):
     def _flush_counts(self, cur: Cursor[Any]) -> None:
         if not self._dirty_tenants:
             return
-        tenants = sorted(self._dirty_tenants)
-        # Recount; a zero count is no row, so the table does not depend on batch boundaries.
+        # A zero count is no row, so the table does not depend on batch boundaries.
         cur.execute(
-            sql.SQL(
-                "WITH c AS (SELECT t, (SELECT count(*) FROM {issues} WHERE tenant_id = t) AS n"
-                "           FROM unnest(%s::uuid[]) AS t),"
-                " gone AS (DELETE FROM {counts} WHERE tenant_id IN"
-                "          (SELECT t FROM c WHERE n = 0))"
-                " INSERT INTO {counts} (tenant_id, issues) SELECT t, n FROM c WHERE n > 0"
-                " ON CONFLICT (tenant_id) DO UPDATE SET issues = EXCLUDED.issues"
-            ).format(counts=self._t("validation_counts"), issues=self._t("validation_issues")),
-            (tenants,),
+            sql.SQL("DELETE FROM {} WHERE tenant_id = ANY(%s::uuid[]) AND issues = 0").format(
+                self._t("validation_counts")
+            ),
+            (sorted(self._dirty_tenants),),
         )
 
     def _flush_variants(self, cur: Cursor[Any]) -> None:
@@ -323,21 +337,28 @@ class ValidationView(Projection):
         issues = self._t("validation_issues")
         return {
             "delete": RowsStatement(
-                sql.SQL(
-                    "DELETE FROM {} AS i USING jsonb_to_recordset(%s::jsonb)"
-                    " AS r(tenant_id uuid, id uuid) WHERE i.tenant_id = r.tenant_id AND i.id = r.id"
-                ).format(issues)
+                self._counted(
+                    sql.SQL(
+                        "DELETE FROM {} AS i USING jsonb_to_recordset(%s::jsonb)"
+                        " AS r(tenant_id uuid, id uuid)"
+                        " WHERE i.tenant_id = r.tenant_id AND i.id = r.id RETURNING i.tenant_id"
+                    ).format(issues),
+                    -1,
+                )
             ),
             "insert": RowsStatement(
-                sql.SQL(
-                    "INSERT INTO {} (tenant_id, id, product_id, variant_id, code, severity,"
-                    " message, attribute_key, detected_at)"
-                    " SELECT tenant_id, id, product_id, variant_id, code, severity, message, NULL,"
-                    " detected_at FROM jsonb_to_recordset(%s::jsonb) AS r(tenant_id uuid, id uuid,"
-                    " product_id uuid, variant_id uuid, code text, severity text, message text,"
-                    " detected_at timestamptz)"
-                    " ON CONFLICT (tenant_id, id) DO NOTHING"
-                ).format(issues)
+                self._counted(
+                    sql.SQL(
+                        "INSERT INTO {} (tenant_id, id, product_id, variant_id, code, severity,"
+                        " message, attribute_key, detected_at)"
+                        " SELECT tenant_id, id, product_id, variant_id, code, severity, message,"
+                        " NULL, detected_at FROM jsonb_to_recordset(%s::jsonb) AS r(tenant_id"
+                        " uuid, id uuid, product_id uuid, variant_id uuid, code text,"
+                        " severity text, message text, detected_at timestamptz)"
+                        " ON CONFLICT (tenant_id, id) DO NOTHING RETURNING tenant_id"
+                    ).format(issues),
+                    +1,
+                )
             ),
         }
 
@@ -461,35 +482,41 @@ class ValidationView(Projection):
         scope_sql = sql.SQL("p.tenant_id = %s AND ") + scope
         scope_params = [tenant_id, *params]
         ided = sql.SQL(
-            "WITH desired (tenant_id, product_id, code, message, attribute_key) AS ({desired}),"
+            "desired (tenant_id, product_id, code, message, attribute_key) AS ({desired}),"
             " ided AS (SELECT d.*, md5(d.product_id::text || '||' || d.code || '|'"
             " || COALESCE(d.attribute_key, '') || '|' || d.message)::uuid AS id FROM desired d)"
         ).format(desired=self._desired_product_issues(scope_sql))
         cur.execute(
-            ided
-            + sql.SQL(
-                " INSERT INTO {issues} (tenant_id, id, product_id, variant_id, code, severity,"
-                " message, attribute_key, detected_at)"
-                " SELECT tenant_id, id, product_id, NULL, code, 'ERROR',"
-                " message, attribute_key, %s FROM ided"
-                " ON CONFLICT (tenant_id, id) DO NOTHING"
-            ).format(issues=self._t("validation_issues")),
+            self._counted(
+                sql.SQL(
+                    "INSERT INTO {issues} (tenant_id, id, product_id, variant_id, code, severity,"
+                    " message, attribute_key, detected_at)"
+                    " SELECT tenant_id, id, product_id, NULL, code, 'ERROR',"
+                    " message, attribute_key, %s FROM ided"
+                    " ON CONFLICT (tenant_id, id) DO NOTHING RETURNING tenant_id"
+                ).format(issues=self._t("validation_issues")),
+                +1,
+                before=ided,
+            ),
             [*scope_params * 2, at],
         )
         self._count(cur, tenant_id)
         if fresh:
             return
         cur.execute(
-            ided
-            + sql.SQL(
-                " DELETE FROM {issues} i USING {products} p"
-                " WHERE i.tenant_id = p.tenant_id AND i.product_id = p.id AND {scope}"
-                " AND i.variant_id IS NULL AND i.code = ANY(%s)"
-                " AND i.id NOT IN (SELECT id FROM ided)"
-            ).format(
-                issues=self._t("validation_issues"),
-                products=self._t("validation_products"),
-                scope=scope_sql,
+            self._counted(
+                sql.SQL(
+                    "DELETE FROM {issues} i USING {products} p"
+                    " WHERE i.tenant_id = p.tenant_id AND i.product_id = p.id AND {scope}"
+                    " AND i.variant_id IS NULL AND i.code = ANY(%s)"
+                    " AND i.id NOT IN (SELECT id FROM ided) RETURNING i.tenant_id"
+                ).format(
+                    issues=self._t("validation_issues"),
+                    products=self._t("validation_products"),
+                    scope=scope_sql,
+                ),
+                -1,
+                before=ided,
             ),
             [*scope_params * 3, ["UNKNOWN_CATEGORY", "MISSING_REQUIRED_ATTRIBUTE"]],
         )
@@ -562,8 +589,11 @@ class ValidationView(Projection):
         self.write_inserts(cur)
         product_id = entity_id_of(event.originator_id)
         cur.execute(
-            sql.SQL("DELETE FROM {} WHERE tenant_id = %s AND product_id = %s").format(
-                self._t("validation_issues")
+            self._counted(
+                sql.SQL(
+                    "DELETE FROM {} WHERE tenant_id = %s AND product_id = %s RETURNING tenant_id"
+                ).format(self._t("validation_issues")),
+                -1,
             ),
             (event.tenant_id, product_id),
         )
