@@ -85,8 +85,10 @@ def build_verifier(settings: Settings) -> TokenVerifier:
     )
 
 
-def build_services(settings: Settings, *, migrate: bool = True) -> Services:
-    """Connect to PostgreSQL (URL required: embedded servers are started by the caller)."""
+def build_services(settings: Settings, *, migrate: bool = True, api: bool = False) -> Services:
+    """Connect to PostgreSQL (URL required: embedded servers are started by the caller).
+    ``api``: services of an API process, whose writes catch their tenant's views up
+    themselves (read-your-writes), so they need not wake the background runners."""
     if settings.database_url is None:
         raise ValueError("database_url must be resolved before building services")
     database_url = settings.database_url
@@ -94,7 +96,7 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
         # Constructing the applications creates their event tables.
         catalog = CatalogApplication(env=eventsourcing_env(database_url))
         jobs_app = JobsApplication(env=eventsourcing_env(database_url, max_connections=3))
-        store = EventStore(catalog, snapshots_table=SNAPSHOTS_TABLE)
+        store = EventStore(catalog, snapshots_table=SNAPSHOTS_TABLE, notify_runners=not api)
         if migrate:
             backfill_heads(conn, EVENTS_TABLE)
             run_ddl(

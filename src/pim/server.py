@@ -157,7 +157,7 @@ def serve(settings: Settings, *, whole_service: bool = True) -> None:
     and the job worker (child processes). Embedded PostgreSQL/Redis when no URLs are
     configured."""
     with embedded_services(settings) as resolved:
-        services = build_services(resolved)
+        services = build_services(resolved, api=True)
         children = background_children(resolved) if whole_service else []
         try:
             for child in children:
@@ -236,7 +236,7 @@ def serve_workers(settings: Settings, workers: int, *, whole_service: bool = Fal
 
 def asgi_from_env() -> Any:
     """uvicorn factory for worker processes."""
-    services = build_services(Settings.from_env(), migrate=False)
+    services = build_services(Settings.from_env(), migrate=False, api=True)
     return create_app(services)
 
 

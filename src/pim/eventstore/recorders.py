@@ -21,14 +21,17 @@ See docs/decisions/0018-per-tenant-log-order.md."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresAggregateRecorder, PostgresApplicationRecorder
 from psycopg import sql
+from psycopg.pq import TransactionStatus
 
 from pim.domain.ids import tenant_of
 from pim.infra.database import advisory_lock_key
@@ -129,32 +132,79 @@ class TenantOrderedRecorder(PostgresApplicationRecorder):
                 advance=advance,
             ),
         ]
+        # A save of fewer than COPY_THRESHOLD events is this one statement, its own
+        # transaction (one round trip): the tenants' advisory locks are taken (in the given,
+        # sorted order) before the rows exist, so before any position is drawn, and held
+        # until the statement's commit. Opening the table for INSERT takes its ROW EXCLUSIVE
+        # lock first, so no position is drawn while an older release holds EXCLUSIVE.
         self._insert = sql.SQL(
-            "INSERT INTO {} (originator_id, originator_version, topic, state)"
-            " SELECT * FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::bytea[])"
+            "WITH locked AS MATERIALIZED (SELECT count(pg_advisory_xact_lock(k))"
+            " FROM unnest(%s::bigint[]) WITH ORDINALITY AS l(k, n))"
+            " INSERT INTO {} (originator_id, originator_version, topic, state)"
+            " SELECT e.originator_id, e.originator_version, e.topic, e.state FROM locked,"
+            " unnest(%s::text[], %s::bigint[], %s::text[], %s::bytea[]) WITH ORDINALITY"
+            " AS e(originator_id, originator_version, topic, state, n) ORDER BY e.n"
             " RETURNING notification_id"
         ).format(table)
         self._copy = sql.SQL(
             "COPY {} (notification_id, originator_id, originator_version, topic, state)"
             " FROM STDIN (FORMAT BINARY)"
         ).format(table)
+        self._bounded: weakref.WeakSet[Any] = weakref.WeakSet()
         self._draw_positions = sql.SQL(
             "SELECT nextval(pg_get_serial_sequence({}, 'notification_id'))"
             " FROM generate_series(1, %s)"
         ).format(sql.Literal(f"{schema}.{self.events_table_name}"))
 
     def insert_events(
-        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+        self, stored_events: Sequence[StoredEvent], *, notify: bool = True, **kwargs: Any
     ) -> Sequence[int] | None:
+        """Append in one transaction; the positions given, in order. ``notify``: wake the
+        background runners (a writer that catches the views up itself need not)."""
         if not stored_events:
             return []
         tenants = sorted({tenant_of(str(e.originator_id)) for e in stored_events})
-        # The table lock an insert takes anyway (ROW EXCLUSIVE: appends never wait on each
-        # other), taken before any position is drawn: a writer of an older release holds the
-        # table's EXCLUSIVE lock while it appends, and no position may be drawn meanwhile.
-        # Then the tenants' locks, in one order (sorted), so two saves cannot deadlock.
+        with self.datastore.get_connection() as conn:
+            if conn not in self._bounded:
+                # Lock waits of this session's statements are bounded (the tenants' locks of
+                # the one-statement save below included); set once per connection.
+                conn.execute(
+                    "SELECT set_config('lock_timeout', %s, false)",
+                    (f"{int(self.datastore.lock_timeout)}s",),
+                )
+                self._bounded.add(conn)
+            if len(stored_events) < COPY_THRESHOLD:
+                rows = conn.execute(
+                    self._insert,
+                    (
+                        [append_lock_key(t) for t in tenants],
+                        [e.originator_id for e in stored_events],
+                        [e.originator_version for e in stored_events],
+                        [e.topic for e in stored_events],
+                        [e.state for e in stored_events],
+                    ),
+                    prepare=True,
+                ).fetchall()
+                positions = [int(row["notification_id"]) for row in rows]
+            else:
+                positions = self._copy_in_transaction(conn, tenants, stored_events)
+            if notify:
+                try:
+                    conn.execute(
+                        "SELECT pg_notify(%s, t) FROM unnest(%s::text[]) AS t",
+                        (self.channel_name, tenants),
+                    )
+                except Exception as exc:  # committed: a runner's sweep finds the events
+                    log.debug("notification after commit not sent: %s", exc)
+        return positions
+
+    def _copy_in_transaction(
+        self, conn: Any, tenants: list[str], stored_events: Sequence[StoredEvent]
+    ) -> list[int]:
+        """Big batches: BEGIN, the table's ROW EXCLUSIVE lock (before any position is drawn:
+        an older release appends under EXCLUSIVE), the tenants' locks (sorted), then COPY."""
         prelude = sql.SQL(
-            "SET LOCAL lock_timeout = {}; LOCK TABLE {} IN ROW EXCLUSIVE MODE; {}"
+            "BEGIN; SET LOCAL lock_timeout = {}; LOCK TABLE {} IN ROW EXCLUSIVE MODE; {}"
         ).format(
             sql.Literal(f"{int(self.datastore.lock_timeout)}s"),
             sql.Identifier(self.datastore.schema, self.events_table_name),
@@ -163,30 +213,16 @@ class TenantOrderedRecorder(PostgresApplicationRecorder):
                 for t in tenants
             ),
         )
-        with self.datastore.get_connection() as conn:
-            with conn.transaction(), conn.cursor() as curs:
+        try:
+            with conn.cursor() as curs:
                 curs.execute(prelude)
-                if len(stored_events) < COPY_THRESHOLD:
-                    curs.execute(
-                        self._insert,
-                        (
-                            [e.originator_id for e in stored_events],
-                            [e.originator_version for e in stored_events],
-                            [e.topic for e in stored_events],
-                            [e.state for e in stored_events],
-                        ),
-                        prepare=True,
-                    )
-                    positions = [int(row["notification_id"]) for row in curs.fetchall()]
-                else:
-                    positions = self._copy_events(curs, stored_events)
-            try:
-                conn.execute(
-                    "SELECT pg_notify(%s, t) FROM unnest(%s::text[]) AS t",
-                    (self.channel_name, tenants),
-                )
-            except Exception as exc:  # committed: a runner's sweep finds the events anyway
-                log.debug("notification after commit not sent: %s", exc)
+                positions = self._copy_events(curs, stored_events)
+        except BaseException:
+            if conn.info.transaction_status != TransactionStatus.UNKNOWN:
+                with contextlib.suppress(Exception):  # the first error is the one to see
+                    conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
         return positions
 
     def _copy_events(self, curs: Any, stored_events: Sequence[StoredEvent]) -> list[int]:

@@ -31,9 +31,19 @@ _encode_json = msgspec.json.Encoder().encode
 class EventStore:
     """Loads and saves the tenant-scoped aggregates of one log (the catalog's or the jobs')."""
 
-    def __init__(self, app: Application[str], *, snapshots_table: str | None = None) -> None:
+    def __init__(
+        self,
+        app: Application[str],
+        *,
+        snapshots_table: str | None = None,
+        notify_runners: bool = True,
+    ) -> None:
         self.app = app
         self.snapshots_table = snapshots_table
+        # Whether saves wake the background projection runners. A process whose every save
+        # is followed by its own catch-up (the API: read-your-writes) need not; the runners'
+        # sweep finds anything it left.
+        self.notify_runners = notify_runners
         # One group commit per tenant: saves of one tenant share a transaction (they take
         # turns on its append lock anyway); different tenants' saves never wait on each
         # other. Kept while in use, dropped when idle.
@@ -43,6 +53,8 @@ class EventStore:
         self._groups_lock = threading.Lock()
 
     def _insert(self, stored: Sequence[StoredEvent]) -> Sequence[int]:
+        if not self.notify_runners:
+            return self.app.recorder.insert_events(stored, notify=False) or []
         return self.app.recorder.insert_events(stored) or []
 
     def _group(self, tenant_id: str) -> GroupCommit[StoredEvent]:

@@ -137,14 +137,18 @@ class ProductsView(Projection):
         self._counts = {}
         if not counts:
             return
-        RowsStatement(
+        self._add_variant_counts.execute(
+            cur, [{"tenant_id": t, "id": i, "delta": delta} for (t, i), delta in counts.items()]
+        )
+
+    @functools.cached_property
+    def _add_variant_counts(self) -> RowsStatement:
+        return RowsStatement(
             sql.SQL(
                 "UPDATE {t} AS p SET variant_count = p.variant_count + d.delta"
                 " FROM jsonb_to_recordset(%s::jsonb) AS d(tenant_id uuid, id uuid, delta int)"
                 " WHERE p.tenant_id = d.tenant_id AND p.id = d.id"
             ).format(t=sql.Identifier(self.table("products_view")))
-        ).execute(
-            cur, [{"tenant_id": t, "id": i, "delta": delta} for (t, i), delta in counts.items()]
         )
 
     def on_variant_created(self, cur: Cursor[Any], event: Variant.Created, position: int) -> None:

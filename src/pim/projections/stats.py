@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, ClassVar
 
 from psycopg import Cursor, sql
@@ -9,7 +10,7 @@ from psycopg import Cursor, sql
 from pim.domain.entity import Entity
 from pim.domain.product import Product
 from pim.domain.registry import ENTITY_CLASSES
-from pim.projections.base import EventHandler, Projection
+from pim.projections.base import EventHandler, Projection, RowsStatement
 
 # entity type -> counter column
 COUNTERS = {
@@ -23,6 +24,7 @@ COUNTERS = {
     "media": "media",
 }
 STATUS_COLUMNS = {"ACTIVE": "active", "DRAFT": "draft", "ARCHIVED": "archived"}
+_COLUMNS = [*COUNTERS.values(), *STATUS_COLUMNS.values()]
 
 
 class StatsView(Projection):
@@ -52,11 +54,15 @@ class StatsView(Projection):
             pending[column] = pending.get(column, 0) + delta
 
     def flush(self, cur: Cursor[Any]) -> None:
-        for tenant_id, deltas in self._pending.items():
-            self._write(cur, tenant_id, deltas)
+        rows = [
+            {"tenant_id": tenant_id, **deltas}
+            for tenant_id, deltas in self._pending.items()
+            if any(deltas.values())
+        ]
+        self._add_rows.execute(cur, rows)
         if any(d < 0 for deltas in self._pending.values() for d in deltas.values()):
             # All-zero counters are no row: the table must not depend on batch boundaries.
-            zero = " AND ".join(f"{c} = 0" for c in [*COUNTERS.values(), *STATUS_COLUMNS.values()])
+            zero = " AND ".join(f"{c} = 0" for c in _COLUMNS)
             cur.execute(
                 sql.SQL("DELETE FROM {} WHERE tenant_id = ANY(%s) AND {}").format(
                     sql.Identifier(self.table("stats_view")), sql.SQL(zero)
@@ -65,27 +71,25 @@ class StatsView(Projection):
             )
         self._pending = {}
 
-    def _write(self, cur: Cursor[Any], tenant_id: str, deltas: dict[str, int]) -> None:
-        deltas = {c: d for c, d in deltas.items() if d}
-        if not deltas:
-            return
-        names = list(deltas)
-        cur.execute(
+    @functools.cached_property
+    def _add_rows(self) -> RowsStatement:
+        """Every tenant's deltas of a batch in one statement (a missing delta is 0)."""
+        table = sql.Identifier(self.table("stats_view"))
+        columns = [sql.Identifier(c) for c in _COLUMNS]
+        return RowsStatement(
             sql.SQL(
-                "INSERT INTO {table} (tenant_id, {cols}) VALUES (%s, {vals})"
+                "INSERT INTO {table} AS t (tenant_id, {cols}) SELECT tenant_id, {values}"
+                " FROM jsonb_to_recordset(%s::jsonb) AS r(tenant_id uuid, {types})"
                 " ON CONFLICT (tenant_id) DO UPDATE SET {sets}"
             ).format(
-                table=sql.Identifier(self.table("stats_view")),
-                cols=sql.SQL(", ").join(map(sql.Identifier, names)),
-                vals=sql.SQL(", ").join(sql.Placeholder() * len(names)),
+                table=table,
+                cols=sql.SQL(", ").join(columns),
+                values=sql.SQL(", ").join(sql.SQL("COALESCE(r.{}, 0)").format(c) for c in columns),
+                types=sql.SQL(", ").join(sql.SQL("{} bigint").format(c) for c in columns),
                 sets=sql.SQL(", ").join(
-                    sql.SQL("{c} = {t}.{c} + EXCLUDED.{c}").format(
-                        c=sql.Identifier(n), t=sql.Identifier(self.table("stats_view"))
-                    )
-                    for n in names
+                    sql.SQL("{c} = t.{c} + EXCLUDED.{c}").format(c=c) for c in columns
                 ),
-            ),
-            [tenant_id, *deltas.values()],
+            )
         )
 
     def on_created(self, cur: Cursor[Any], event: Entity.Created, position: int) -> None:

@@ -38,6 +38,7 @@ from psycopg import sql
 from pim.eventstore import PARTITIONS, tenant_partition
 from pim.eventstore.recorders import heads_table_name
 from pim.infra.database import advisory_lock_key
+from pim.projections.base import rendered
 from pim.projections.runner import POLL_INTERVAL_S, SETTLE_S, Projector, Row, _timeout_ms
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,7 @@ class TenantProjector(Projector):
         self.heads_table = heads_table_name(self.events_table)
         self.pause_key = advisory_lock_key(f"pim:{self.group}:pause")
         self.presence_key = advisory_lock_key(f"pim:{self.group}:runner")
+        self._rendered: dict[int, bytes] = {}
         # The expression is the tenant index's own (eventstore.recorders), so it is used.
         self._batch_sql = sql.SQL(
             "WITH pos AS (" + TENANT_POSITIONS + ")"
@@ -155,9 +157,12 @@ class TenantProjector(Projector):
         """Positions and the events after them in one statement (one round trip): the first
         row carries the positions (a NULL position column), the others are the events."""
         upto = stop if stop is not None else 2**63 - 1
-        rows = conn.execute(
-            self._batch_sql, (self.names, scope, scope, upto, self.batch_size), prepare=True
-        ).fetchall()
+        with conn.cursor() as cur:
+            rows = cur.execute(
+                rendered(self._batch_sql, cur, self._rendered),
+                (self.names, scope, scope, upto, self.batch_size),
+                prepare=True,
+            ).fetchall()
         positions: dict[str, int] = {}
         events: list[Row] = []
         for row in rows:

@@ -184,8 +184,8 @@ class ValidationView(Projection):
         self._count_steps: dict[tuple[str, str], list[tuple[int | None, Any]]] = {}
 
     def _count(self, cur: Cursor[Any], tenant_id: str) -> None:
-        """This tenant's issue counter moved: a zero left behind is removed at the end of the
-        batch."""
+        """This tenant's issue counter may have gone down: a zero left behind is removed at
+        the end of the batch."""
         self._dirty_tenants.add(tenant_id)
 
     def _counted(
@@ -307,7 +307,6 @@ class ValidationView(Projection):
                     inserts.append(
                         _issue_row(tenant_id, iid, product_id, variant_id, code, message, ts)
                     )
-            self._dirty_tenants.add(tenant_id)
         self._variant_rows["upsert"].execute(cur, upserts)
         self._variant_rows["delete"].execute(cur, removed)
         self._write_issues(cur, deletes, inserts)
@@ -366,6 +365,8 @@ class ValidationView(Projection):
         self, cur: Cursor[Any], deletes: list[dict[str, Any]], inserts: list[dict[str, Any]]
     ) -> None:
         """Remove issues by (tenant_id, id); add issues made by _issue_row."""
+        for row in deletes:
+            self._count(cur, row["tenant_id"])
         self._issue_rows["delete"].execute(cur, deletes)
         self._issue_rows["insert"].execute(cur, inserts)
 
@@ -427,15 +428,18 @@ class ValidationView(Projection):
                         tenant_id, iid, product_id, None, "NO_VARIANTS", NO_VARIANTS_MESSAGE, since
                     )
                 )
-            self._dirty_tenants.add(tenant_id)
-        RowsStatement(
+        self._set_variant_counts.execute(cur, counts)
+        self._write_issues(cur, deletes, inserts)
+
+    @functools.cached_property
+    def _set_variant_counts(self) -> RowsStatement:
+        return RowsStatement(
             sql.SQL(
                 "UPDATE {} AS p SET variant_count = r.variant_count FROM jsonb_to_recordset("
                 "%s::jsonb) AS r(tenant_id uuid, id uuid, variant_count int)"
                 " WHERE p.tenant_id = r.tenant_id AND p.id = r.id"
             ).format(self._t("validation_products"))
-        ).execute(cur, counts)
-        self._write_issues(cur, deletes, inserts)
+        )
 
     # -- product-level rules, set-based over a scope of products --------------------------
 
@@ -500,9 +504,9 @@ class ValidationView(Projection):
             ),
             [*scope_params * 2, at],
         )
-        self._count(cur, tenant_id)
         if fresh:
             return
+        self._count(cur, tenant_id)
         cur.execute(
             self._counted(
                 sql.SQL(
