@@ -66,11 +66,8 @@ class ProductHistoryController(Controller):
         data = decode_body(await request.body(), request.headers.get("content-type"), RevertInput)
         assert data is not None
         command = RevertProduct(ctx.actor, str(pid), data.version, if_match_version(request))
-        await to_thread.run_sync(services.bus.handle, command)
-        view = await reads_of(request).resources["product"].get_json(ctx.tenant_id, pid)
-        if view is None:
-            raise NotFound("product not found")
-        return respond(view, 200)
+        outcome, _ = await to_thread.run_sync(services.bus.handle, command)
+        return respond(outcome.resource, 200)
 
 
 class ChangeFeedController(Controller):

@@ -6,6 +6,7 @@ from typing import Any
 from urllib.parse import urlencode
 from uuid import UUID
 
+import msgspec
 from litestar import Request, Response
 
 from pim.api.identity import RequestContext
@@ -88,13 +89,24 @@ def query_params(request: AnyRequest) -> dict[str, str]:
     return params
 
 
+_encode_json = msgspec.json.Encoder().encode
+
+
 def respond(view: Any, status: int, **headers: str) -> Response[Any]:
-    """A resource, either a read model struct or a body PostgreSQL already rendered."""
+    """A resource: a read model struct, a body PostgreSQL already rendered, or the resource a
+    command left (a dict, as its read model shows it)."""
     if isinstance(view, Rendered):
         return Response(
             view.body,
             status_code=status,
             media_type="application/json",
             headers={"ETag": etag(view.version), **headers},
+        )
+    if isinstance(view, dict):
+        return Response(
+            _encode_json(view),
+            status_code=status,
+            media_type="application/json",
+            headers={"ETag": etag(view["version"]), **headers},
         )
     return Response(view, status_code=status, headers={"ETag": etag(view.version), **headers})

@@ -140,9 +140,8 @@ class ResourceEndpoints:
             variants=nested,
         )
         outcome, _ = await to_thread.run_sync(services.bus.handle, command)
-        view = await self._read(request, outcome.entity_id, None)
         location = _location(request, self.r, outcome.entity_id, pid)
-        return respond(view, HTTP_201_CREATED, Location=location)
+        return respond(outcome.resource, HTTP_201_CREATED, Location=location)
 
     async def get(
         self, request: AnyRequest, entity_id: str, product_id: str | None
@@ -183,8 +182,8 @@ class ResourceEndpoints:
             self.r, await request.body(), request.headers.get("content-type"), creating=False
         )
         command = UpdateEntity(ctx.actor, self.r.entity_type, eid, values, expected, pid)
-        await to_thread.run_sync(services.bus.handle, command)
-        return respond(await self._read(request, eid, pid), HTTP_200_OK)
+        outcome, _ = await to_thread.run_sync(services.bus.handle, command)
+        return respond(outcome.resource, HTTP_200_OK)
 
     async def delete(self, request: AnyRequest, entity_id: str, product_id: str | None) -> None:
         ctx, services = context_of(request), services_of(request)

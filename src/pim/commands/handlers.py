@@ -28,11 +28,13 @@ PARENT_TYPES = {"variant": Product}
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What a command did: the entity it touched and the log position it reached (None when
-    it changed nothing)."""
+    """What a command did: the entity it touched, the log position it reached (None when
+    it changed nothing) and the entity as this command left it, as clients see it (None when
+    it was deleted)."""
 
     entity_id: str
     position: int | None
+    resource: dict[str, Any] | None = None
 
 
 def _prefixed(error: ValidationFailed, prefix: str) -> ValidationFailed:
@@ -69,16 +71,16 @@ def _create(
     return entity
 
 
-def create_in(uow: UnitOfWork, cmd: CreateEntity) -> None:
+def create_in(uow: UnitOfWork, cmd: CreateEntity) -> Entity:
     """Create an entity (and a product's nested variants) inside a unit of work."""
     parent_type = PARENT_TYPES.get(cmd.entity_type)
     if parent_type is not None:
         if cmd.parent_id is None:
             raise NotFound(f"{parent_type.entity_type} not found")
         uow.get(parent_type, cmd.parent_id)
-    _create(uow, cmd.entity_type, cmd.entity_id, cmd.values, cmd.parent_id)
+    entity = _create(uow, cmd.entity_type, cmd.entity_id, cmd.values, cmd.parent_id)
     if not cmd.variants:
-        return
+        return entity
     variant_ids = [new_id() for _ in cmd.variants]
     # The product's children list starts with its variants (one event, not one per variant).
     uow.children(cmd.entity_id, joining=dict.fromkeys(variant_ids, Variant.entity_type))
@@ -92,6 +94,7 @@ def create_in(uow: UnitOfWork, cmd: CreateEntity) -> None:
         except Conflict as error:
             field = f"variants[{index}].{error.field}" if error.field else None
             raise Conflict(error.detail, field) from None
+    return entity
 
 
 def update_in(uow: UnitOfWork, cmd: UpdateEntity) -> Entity:
@@ -114,14 +117,18 @@ def delete_in(uow: UnitOfWork, cmd: DeleteEntity) -> None:
 
 def handle_create(cmd: CreateEntity, store: EventStore) -> Outcome:
     uow = UnitOfWork(store, cmd.actor)
-    create_in(uow, cmd)
-    return Outcome(cmd.entity_id, uow.commit())
+    entity = create_in(uow, cmd)
+    position = uow.commit()
+    return Outcome(cmd.entity_id, position, ENTITY_POLICIES[cmd.entity_type].resource(uow, entity))
 
 
 def handle_update(cmd: UpdateEntity, store: EventStore) -> Outcome:
     uow = UnitOfWork(store, cmd.actor)
-    update_in(uow, cmd)
-    return Outcome(cmd.entity_id, uow.commit())
+    policy = ENTITY_POLICIES[cmd.entity_type]
+    uow.prefetch(policy.loads(uow, cmd.entity_id))
+    entity = update_in(uow, cmd)
+    position = uow.commit()
+    return Outcome(cmd.entity_id, position, policy.resource(uow, entity))
 
 
 def handle_delete(cmd: DeleteEntity, store: EventStore) -> Outcome:
@@ -132,6 +139,8 @@ def handle_delete(cmd: DeleteEntity, store: EventStore) -> Outcome:
 
 def handle_revert(cmd: RevertProduct, store: EventStore) -> Outcome:
     uow = UnitOfWork(store, cmd.actor)
+    policy = ENTITY_POLICIES["product"]
+    uow.prefetch(policy.loads(uow, cmd.entity_id))
     product = uow.get(Product, cmd.entity_id)
     product.check_version(cmd.expected_version)
     if not 1 <= cmd.version <= product.version:
@@ -151,5 +160,6 @@ def handle_revert(cmd: RevertProduct, store: EventStore) -> Outcome:
     before = dict(product.fields)
     if product.revert(cmd.actor, earlier):
         uow.touch(product)
-        ENTITY_POLICIES["product"].on_update(uow, product, before)
-    return Outcome(cmd.entity_id, uow.commit())
+        policy.on_update(uow, product, before)
+    position = uow.commit()
+    return Outcome(cmd.entity_id, position, policy.resource(uow, product))

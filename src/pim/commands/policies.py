@@ -26,6 +26,15 @@ class Policy:
 
     entity: ClassVar[type[Entity]]
 
+    def loads(self, uow: UnitOfWork, entity_id: str) -> list[str]:
+        """What a command on this entity reads besides the entity (loaded with it, in one
+        query)."""
+        return [uow.entity_key(entity_id)]
+
+    def resource(self, uow: UnitOfWork, entity: Entity) -> dict[str, Any]:
+        """The entity as clients see it after the command (what its read model will show)."""
+        return entity.as_resource()
+
     def on_create(self, uow: UnitOfWork, entity: Entity, parent_id: str | None) -> None:
         """Check references and claim unique values for a new entity."""
 
@@ -50,6 +59,14 @@ def _require_refs(
 
 class ProductPolicy(Policy):
     entity = Product
+
+    def loads(self, uow: UnitOfWork, entity_id: str) -> list[str]:
+        return [uow.entity_key(entity_id), uow.children_key(entity_id)]
+
+    def resource(self, uow: UnitOfWork, entity: Entity) -> dict[str, Any]:
+        assert isinstance(entity, Product)
+        children = uow.find_children(entity.entity_id)
+        return entity.as_resource(variant_count=len(children.of_type("variant")) if children else 0)
 
     def check(
         self,

@@ -198,3 +198,13 @@ class Entity(BaseAggregate[str]):
     @property
     def entity_id(self) -> str:
         return entity_id_of(self.id)
+
+    def as_resource(self) -> dict[str, Any]:
+        """The entity as clients see it: what its read model shows at this version."""
+        return {
+            "id": self.entity_id,
+            **self.fields,
+            "version": self.version,
+            "created_at": self.created_on,
+            "updated_at": self.modified_on,
+        }

@@ -111,6 +111,25 @@ class Product(Entity):
         if not fields.get("title"):
             raise ValidationFailed([FieldError("title", "required", "is required")])
 
+    def as_resource(self, *, variant_count: int = 0) -> dict[str, Any]:
+        """The product as clients see it (its read model's fields, in its order);
+        ``variant_count`` is derived from its children list."""
+        fields = self.fields
+        return {
+            "id": self.entity_id,
+            "title": fields.get("title"),
+            "description": fields.get("description"),
+            "category": fields.get("category"),
+            "status": fields.get("status"),
+            "brand_id": fields.get("brand_id"),
+            "template_id": fields.get("template_id"),
+            "attributes": fields.get("attributes") or {},
+            "variant_count": variant_count,
+            "version": self.version,
+            "created_at": self.created_on,
+            "updated_at": self.modified_on,
+        }
+
 
 def attribute_values(
     errors: FieldErrors, value: Any, *, allow_removal: bool
