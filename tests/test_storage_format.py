@@ -17,6 +17,7 @@ from psycopg import sql
 
 from pim.eventstore import FastJSONTranscoder
 from pim.projections.base import EventHandler, Projection, RowsStatement
+from pim.projections.statements import Statements
 
 
 def _transcoders() -> tuple[JSONTranscoder, JSONTranscoder]:
@@ -94,8 +95,10 @@ def test_rows_for_one_target_twice_in_a_run_apply_in_order(make_database: Any) -
         projection = _Rows()
         for row in ({"id": 1, "v": "a"}, {"id": 2, "v": "b"}, {"id": 1, "v": "c"}):
             projection.defer(update, row)
-        with conn.transaction(), conn.pipeline(), conn.cursor() as cur:
-            projection.write_inserts(cur)
+        with conn.transaction():
+            statements = Statements(conn)
+            projection.write_inserts(statements)
+            statements.flush()
         rows = conn.execute("SELECT id, v, n FROM t ORDER BY id").fetchall()
     assert rows == [(1, "c", 2), (2, "b", 1), (3, "start", 0)]
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from psycopg import Cursor, sql
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from pim.domain.ids import entity_id_of
 from pim.jobs.domain import Job
 from pim.projections.base import EventHandler, Projection
+from pim.projections.statements import Statements
 
 
 class JobsView(Projection):
@@ -44,7 +45,7 @@ class JobsView(Projection):
             " WHERE status IN ('PENDING', 'PROCESSING')",
         ]
 
-    def _update(self, cur: Cursor[Any], event: Any, **columns: Any) -> None:
+    def _update(self, cur: Statements, event: Any, **columns: Any) -> None:
         names = list(columns)
         cur.execute(
             sql.SQL(
@@ -62,7 +63,7 @@ class JobsView(Projection):
             ],
         )
 
-    def on_created(self, cur: Cursor[Any], event: Job.Created, position: int) -> None:
+    def on_created(self, cur: Statements, event: Job.Created, position: int) -> None:
         cur.execute(
             sql.SQL(
                 "INSERT INTO {} (tenant_id, id, type, status, dry_run, created_at, created_by,"
@@ -80,7 +81,7 @@ class JobsView(Projection):
             ),
         )
 
-    def on_started(self, cur: Cursor[Any], event: Job.Started, position: int) -> None:
+    def on_started(self, cur: Statements, event: Job.Started, position: int) -> None:
         self._update(
             cur,
             event,
@@ -89,7 +90,7 @@ class JobsView(Projection):
             started_at=event.timestamp,
         )
 
-    def on_progressed(self, cur: Cursor[Any], event: Job.Progressed, position: int) -> None:
+    def on_progressed(self, cur: Statements, event: Job.Progressed, position: int) -> None:
         self._update(
             cur,
             event,
@@ -98,7 +99,7 @@ class JobsView(Projection):
             failed_items=event.failed,
         )
 
-    def on_completed(self, cur: Cursor[Any], event: Job.Completed, position: int) -> None:
+    def on_completed(self, cur: Statements, event: Job.Completed, position: int) -> None:
         self._update(
             cur,
             event,
@@ -118,7 +119,7 @@ class JobsView(Projection):
             (event.tenant_id, entity_id_of(event.originator_id)),
         )
 
-    def on_failed(self, cur: Cursor[Any], event: Job.Failed, position: int) -> None:
+    def on_failed(self, cur: Statements, event: Job.Failed, position: int) -> None:
         self._update(cur, event, status="FAILED", finished_at=event.timestamp, error=event.reason)
 
     handlers: ClassVar[dict[type[Any], EventHandler]] = {
@@ -143,7 +144,7 @@ class JobDispatcher(Projection):
     def ddl(self) -> list[str]:
         return []
 
-    def on_created(self, cur: Cursor[Any], event: Job.Created, position: int) -> None:
+    def on_created(self, cur: Statements, event: Job.Created, position: int) -> None:
         self.send(event.tenant_id, entity_id_of(event.originator_id))
 
     handlers: ClassVar[dict[type[Any], EventHandler]] = {Job.Created: on_created}

@@ -11,9 +11,11 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
 import msgspec
-from psycopg import Cursor, sql
+from psycopg import sql
 
-EventHandler = Callable[[Any, Cursor[Any], Any, int], None]
+from pim.projections.statements import Statements
+
+EventHandler = Callable[[Any, Statements, Any, int], None]
 
 _encode_json = msgspec.json.Encoder().encode
 
@@ -32,12 +34,12 @@ def without_nul(state: bytes) -> bytes:
     return _NUL_ESCAPE.sub(rb"\1\\ufffd", state)
 
 
-def rendered(query: sql.Composable, cur: Cursor[Any], cache: dict[int, bytes]) -> bytes:
+def rendered(query: sql.Composable, conn: Any, cache: dict[int, bytes]) -> bytes:
     """``query`` as the bytes psycopg sends, composed once per ``cache``: composing (quoting
     identifiers) at every execution was a tenth of a catch-up's time."""
     found = cache.get(id(query))
     if found is None:
-        found = cache[id(query)] = query.as_bytes(cur)
+        found = cache[id(query)] = query.as_bytes(conn)
     return found
 
 
@@ -52,9 +54,10 @@ class RowsStatement:
     key: tuple[str, ...] = ()
     _bytes: dict[int, bytes] = field(default_factory=dict, compare=False, repr=False)
 
-    def execute(self, cur: Cursor[Any], rows: list[dict[str, Any]]) -> None:
+    def execute(self, cur: Statements, rows: list[dict[str, Any]]) -> None:
         if rows:
-            cur.execute(rendered(self.query, cur, self._bytes), (_encode_json(rows).decode(),))
+            query = rendered(self.query, cur.conn, self._bytes)
+            cur.execute(query, (_encode_json(rows).decode(),))
 
 
 def update_by_id(
@@ -110,7 +113,7 @@ class Projection(ABC):
     def defer(self, statement: RowsStatement, row: dict[str, Any]) -> None:
         self._inserts.append((statement, row))
 
-    def write_inserts(self, cur: Cursor[Any]) -> None:
+    def write_inserts(self, cur: Statements) -> None:
         pending, self._inserts = self._inserts, []
         run: list[dict[str, Any]] = []
         keys: set[tuple[Any, ...]] = set()
@@ -165,10 +168,10 @@ class Projection(ABC):
     def begin(self) -> None:  # noqa: B027 - optional hook
         """A batch starts: forget anything deferred by a batch that did not commit."""
 
-    def flush(self, cur: Cursor[Any]) -> None:  # noqa: B027 - optional hook
+    def flush(self, cur: Statements) -> None:  # noqa: B027 - optional hook
         """A batch ends (same transaction): write what was deferred, set-based."""
 
-    def apply(self, cur: Cursor[Any], event: Any, position: int) -> None:
+    def apply(self, cur: Statements, event: Any, position: int) -> None:
         handler = self.handlers.get(type(event))
         if handler is not None:
             handler(self, cur, event, position)

@@ -7,13 +7,14 @@ from __future__ import annotations
 import functools
 from typing import Any, ClassVar
 
-from psycopg import Cursor, sql
+from psycopg import sql
 
 from pim.domain.entity import Entity
 from pim.domain.ids import entity_id_of
 from pim.domain.product import Product
 from pim.domain.registry import ENTITY_CLASSES
 from pim.projections.base import EventHandler, Projection, RowsStatement, update_by_id
+from pim.projections.statements import Statements
 
 # Fields lifted out of ``doc`` into columns (lists filter and sort on them), and their types.
 LIFTED = {"product_id": "uuid", "variant_id": "uuid", "sort_order": "int"}
@@ -49,7 +50,7 @@ class EntitiesView(Projection):
             f" ON {t} (tenant_id, entity_type, sort_order, created_at, id)",
         ]
 
-    def on_created(self, cur: Cursor[Any], event: Entity.Created, position: int) -> None:
+    def on_created(self, cur: Statements, event: Entity.Created, position: int) -> None:
         fields = event.fields
         self.defer(
             self._insert,
@@ -82,10 +83,10 @@ class EntitiesView(Projection):
     def begin(self) -> None:
         self._inserts = []
 
-    def flush(self, cur: Cursor[Any]) -> None:
+    def flush(self, cur: Statements) -> None:
         self.write_inserts(cur)
 
-    def on_updated(self, cur: Cursor[Any], event: Entity.Updated, position: int) -> None:
+    def on_updated(self, cur: Statements, event: Entity.Updated, position: int) -> None:
         new_values = {name: change["to"] for name, change in event.changes.items()}
         lifted = tuple(column for column in LIFTED if column in new_values)
 
@@ -112,7 +113,7 @@ class EntitiesView(Projection):
             row[column] = (value or 0) if column == "sort_order" else value
         self.defer(self.statement(("update", lifted), build), row)
 
-    def on_deleted(self, cur: Cursor[Any], event: Entity.Deleted, position: int) -> None:
+    def on_deleted(self, cur: Statements, event: Entity.Deleted, position: int) -> None:
         statement = self.statement(
             "delete",
             lambda: RowsStatement(

@@ -30,6 +30,7 @@ from pim.infra.database import migration_lock, run_ddl
 from pim.projections.base import Projection
 from pim.projections.entities import EntitiesView
 from pim.projections.products import ProductsView
+from pim.projections.statements import Statements
 from pim.projections.stats import StatsView
 from pim.projections.tenants import TenantProjector
 from pim.projections.validation import ValidationView
@@ -247,10 +248,11 @@ def _drain(
 ) -> int:
     """Apply a tenant's events (up to ``stop``) in the caller's transaction, which holds the
     group's pause lock; returns the position reached."""
-    conn.execute("SELECT pg_advisory_xact_lock(%s)", (projector.tenant_key(tenant_id),))
+    stmts = Statements(conn)
+    stmts.execute("SELECT pg_advisory_xact_lock(%s)", (projector.tenant_key(tenant_id),))
     while True:
-        with conn.pipeline():
-            _, reached, more = projector.apply_pending(conn, tenant_id, stop=stop)
+        _, reached, more = projector.apply_pending(stmts, tenant_id, stop=stop)
+        stmts.flush()
         if not more:
             return reached
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import functools
 from typing import Any, ClassVar
 
-from psycopg import Cursor, sql
+from psycopg import sql
 
 from pim.domain.ids import entity_id_of
 from pim.domain.product import Product
 from pim.domain.variant import Variant
 from pim.projections.base import EventHandler, Projection, RowsStatement, update_by_id
+from pim.projections.statements import Statements
 
 # Product fields, the view columns that hold them, and their types.
 COLUMNS = {
@@ -64,7 +65,7 @@ class ProductsView(Projection):
             ).format(sql.Identifier(self.table("products_view")))
         )
 
-    def on_created(self, cur: Cursor[Any], event: Product.Created, position: int) -> None:
+    def on_created(self, cur: Statements, event: Product.Created, position: int) -> None:
         fields = event.fields
         self.defer(
             self._insert,
@@ -77,7 +78,7 @@ class ProductsView(Projection):
             },
         )
 
-    def on_updated(self, cur: Cursor[Any], event: Product.Updated, position: int) -> None:
+    def on_updated(self, cur: Statements, event: Product.Updated, position: int) -> None:
         names = tuple(name for name in event.changes if name in COLUMNS)
 
         def build() -> RowsStatement:
@@ -108,7 +109,7 @@ class ProductsView(Projection):
             },
         )
 
-    def on_deleted(self, cur: Cursor[Any], event: Product.Deleted, position: int) -> None:
+    def on_deleted(self, cur: Statements, event: Product.Deleted, position: int) -> None:
         self.write_inserts(cur)
         cur.execute(
             sql.SQL("DELETE FROM {} WHERE tenant_id = %s AND id = %s").format(
@@ -125,13 +126,13 @@ class ProductsView(Projection):
         self._counts = {}
         self._inserts = []
 
-    def _count_variant(self, cur: Cursor[Any], tenant_id: str, product_id: str, delta: int) -> None:
+    def _count_variant(self, cur: Statements, tenant_id: str, product_id: str, delta: int) -> None:
         # variant_count is derived: it changes neither the product's version nor updated_at.
         # Deferred to the end of the batch: one statement for all products touched.
         key = (tenant_id, product_id)
         self._counts[key] = self._counts.get(key, 0) + delta
 
-    def flush(self, cur: Cursor[Any]) -> None:
+    def flush(self, cur: Statements) -> None:
         self.write_inserts(cur)
         counts = {k: d for k, d in self._counts.items() if d}
         self._counts = {}
@@ -151,10 +152,10 @@ class ProductsView(Projection):
             ).format(t=sql.Identifier(self.table("products_view")))
         )
 
-    def on_variant_created(self, cur: Cursor[Any], event: Variant.Created, position: int) -> None:
+    def on_variant_created(self, cur: Statements, event: Variant.Created, position: int) -> None:
         self._count_variant(cur, event.tenant_id, event.fields["product_id"], +1)
 
-    def on_variant_deleted(self, cur: Cursor[Any], event: Variant.Deleted, position: int) -> None:
+    def on_variant_deleted(self, cur: Statements, event: Variant.Deleted, position: int) -> None:
         self._count_variant(cur, event.tenant_id, event.fields["product_id"], -1)
 
     handlers: ClassVar[dict[type[Any], EventHandler]] = {

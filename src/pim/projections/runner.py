@@ -31,6 +31,7 @@ from psycopg_pool import ConnectionPool
 from pim.eventstore import EventStore
 from pim.infra.database import advisory_lock_key
 from pim.projections.base import Projection, without_nul
+from pim.projections.statements import Statements
 
 log = logging.getLogger(__name__)
 
@@ -95,22 +96,23 @@ class Projector(ABC):
     # -- what a scope is (subclasses) ------------------------------------------------------
 
     @abstractmethod
-    def lock(self, conn: psycopg.Connection[Any], scope: str, timeout: float | None) -> None:
-        """Take the scope's advisory lock for the current transaction (bounded wait)."""
+    def lock(self, stmts: Statements, scope: str, timeout: float | None) -> None:
+        """Take the scope's advisory lock for the batch's transaction (bounded wait)."""
 
     @abstractmethod
     def positions(self, conn: psycopg.Connection[Any], scope: str) -> dict[str, int]:
         """Each projection's position in the scope."""
 
     @abstractmethod
-    def select_events(
-        self, conn: psycopg.Connection[Any], scope: str, after: int, stop: int | None
-    ) -> list[Row]:
-        """The scope's next events after ``after`` (up to ``stop``), at most batch_size:
-        (position, originator_id, version, topic, state)."""
+    def read_batch(
+        self, stmts: Statements, scope: str, stop: int | None
+    ) -> tuple[dict[str, int], list[Row]]:
+        """The projections' positions in the scope, and the scope's next events after the
+        lowest (up to ``stop``), at most batch_size: (position, originator_id, version,
+        topic, state)."""
 
     @abstractmethod
-    def record(self, cur: psycopg.Cursor[Any], scope: str, reached: int) -> None:
+    def record(self, stmts: Statements, scope: str, reached: int) -> None:
         """Move every projection's position in the scope to ``reached``."""
 
     # -- positions ------------------------------------------------------------------------
@@ -163,50 +165,49 @@ class Projector(ABC):
             if not more or (until is not None and self.known(scope) >= until):
                 return
 
-    def read_batch(
-        self, conn: psycopg.Connection[Any], scope: str, stop: int | None
-    ) -> tuple[dict[str, int], list[Row]]:
-        """The projections' positions in the scope and the events after the lowest."""
-        positions = self.positions(conn, scope)
-        return positions, self.select_events(conn, scope, min(positions.values()), stop)
-
     def apply_batch(self, scope: str, lock_timeout: float | None = None) -> tuple[int, bool]:
         """One transaction: lock the scope, apply its next batch. (events read, more left)
 
-        In pipeline mode: BEGIN, the lock and the reads go out together and the writes, the
-        new positions and COMMIT after them, so a catch-up costs two round trips, however
-        many statements it makes (the few reads a projection makes while flushing wait only
-        for what they need)."""
-        with self.pool.connection() as conn, conn.pipeline(), conn.transaction():
-            self.lock(conn, scope, lock_timeout)
-            applied, reached, more = self.apply_pending(conn, scope)
+        Two round trips however many statements the projections make (see Statements):
+        BEGIN, the lock and the read go out together, then every write, the new positions
+        and COMMIT (a projection that reads while it applies adds a round trip)."""
+        with self.pool.connection() as conn:
+            stmts = Statements(conn)
+            try:
+                stmts.execute("BEGIN")
+                self.lock(stmts, scope, lock_timeout)
+                applied, reached, more = self.apply_pending(stmts, scope)
+                stmts.execute("COMMIT")
+                stmts.flush()
+            except BaseException:
+                stmts.abandon()
+                raise
         self._learn(scope, reached)
         return applied, more
 
     def apply_pending(
-        self, conn: psycopg.Connection[Any], scope: str, *, stop: int | None = None
+        self, stmts: Statements, scope: str, *, stop: int | None = None
     ) -> tuple[int, int, bool]:
         """Apply the scope's next batch of events (up to ``stop``) in the caller's
-        transaction; the caller holds the scope's lock. Returns (events read, position
-        reached, whether more remain)."""
-        positions, rows = self.read_batch(conn, scope, stop)
+        transaction; the caller holds the scope's lock and sends what is queued. Returns
+        (events read, position reached, whether more remain)."""
+        positions, rows = self.read_batch(stmts, scope, stop)
         start = min(positions.values())
         projections = self._thread_projections()
         for projection in projections:
             projection.begin()
-        with conn.cursor() as cur:
-            for notification_id, originator_id, version, topic, state in rows:
-                if topic not in self._wanted_topics:
-                    continue
-                event = self.store.decode(originator_id, version, topic, without_nul(bytes(state)))
-                for projection in projections:
-                    if positions[projection.tracking_name] < notification_id:
-                        projection.apply(cur, event, notification_id)
+        for notification_id, originator_id, version, topic, state in rows:
+            if topic not in self._wanted_topics:
+                continue
+            event = self.store.decode(originator_id, version, topic, without_nul(bytes(state)))
             for projection in projections:
-                projection.flush(cur)
-            reached = int(rows[-1][0]) if rows else start
-            if rows or any(pos != reached for pos in positions.values()):
-                self.record(cur, scope, reached)
+                if positions[projection.tracking_name] < notification_id:
+                    projection.apply(stmts, event, notification_id)
+        for projection in projections:
+            projection.flush(stmts)
+        reached = int(rows[-1][0]) if rows else start
+        if rows or any(pos != reached for pos in positions.values()):
+            self.record(stmts, scope, reached)
         return len(rows), reached, len(rows) == self.batch_size
 
     def _thread_projections(self) -> list[Projection]:
@@ -246,9 +247,8 @@ class GlobalProjector(Projector):
         super().__init__(*args, **kwargs)
         self.lock_key = advisory_lock_key(f"pim:{self.group}")
 
-    def lock(self, conn: psycopg.Connection[Any], scope: str, timeout: float | None) -> None:
-        # One round trip: bound the wait for the lock, then take it.
-        conn.execute(
+    def lock(self, stmts: Statements, scope: str, timeout: float | None) -> None:
+        stmts.execute(
             "SELECT set_config('lock_timeout', %s, true), pg_advisory_xact_lock(%s)",
             (_timeout_ms(timeout), self.lock_key),
         )
@@ -260,21 +260,28 @@ class GlobalProjector(Projector):
         found = {str(r[0]): int(r[1]) for r in rows}
         return {name: found.get(name, 0) for name in self.names}
 
-    def select_events(
-        self, conn: psycopg.Connection[Any], scope: str, after: int, stop: int | None
-    ) -> list[Row]:
+    def read_batch(
+        self, stmts: Statements, scope: str, stop: int | None
+    ) -> tuple[dict[str, int], list[Row]]:
+        found = {
+            str(r[0]): int(r[1])
+            for r in stmts.read(
+                "SELECT name, position FROM projection_tracking WHERE name = ANY(%s)",
+                (self.names,),
+            )
+        }
+        positions = {name: found.get(name, 0) for name in self.names}
         query = sql.SQL(
             "SELECT notification_id, originator_id, originator_version, topic, state"
-            " FROM {} WHERE notification_id > %s{} ORDER BY notification_id LIMIT %s"
-        ).format(
-            sql.Identifier(self.events_table),
-            sql.SQL(" AND notification_id <= %s") if stop is not None else sql.SQL(""),
-        )
-        params: list[Any] = [after, *([stop] if stop is not None else []), self.batch_size]
-        return conn.execute(query, params).fetchall()
+            " FROM {} WHERE notification_id > %s AND notification_id <= %s"
+            " ORDER BY notification_id LIMIT %s"
+        ).format(sql.Identifier(self.events_table))
+        upto = stop if stop is not None else 2**63 - 1
+        rows = stmts.read(query, (min(positions.values()), upto, self.batch_size))
+        return positions, rows
 
-    def record(self, cur: psycopg.Cursor[Any], scope: str, reached: int) -> None:
-        cur.execute(
+    def record(self, stmts: Statements, scope: str, reached: int) -> None:
+        stmts.execute(
             """INSERT INTO projection_tracking (name, position, updated_at)
                SELECT unnest(%s::text[]), %s, now()
                ON CONFLICT (name) DO UPDATE

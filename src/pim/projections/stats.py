@@ -5,12 +5,13 @@ from __future__ import annotations
 import functools
 from typing import Any, ClassVar
 
-from psycopg import Cursor, sql
+from psycopg import sql
 
 from pim.domain.entity import Entity
 from pim.domain.product import Product
 from pim.domain.registry import ENTITY_CLASSES
 from pim.projections.base import EventHandler, Projection, RowsStatement
+from pim.projections.statements import Statements
 
 # entity type -> counter column
 COUNTERS = {
@@ -47,13 +48,13 @@ class StatsView(Projection):
     def begin(self) -> None:
         self._pending = {}
 
-    def _add(self, cur: Cursor[Any], tenant_id: str, deltas: dict[str, int]) -> None:
+    def _add(self, cur: Statements, tenant_id: str, deltas: dict[str, int]) -> None:
         """Deferred to the end of the batch: one upsert per tenant, not one per event."""
         pending = self._pending.setdefault(tenant_id, {})
         for column, delta in deltas.items():
             pending[column] = pending.get(column, 0) + delta
 
-    def flush(self, cur: Cursor[Any]) -> None:
+    def flush(self, cur: Statements) -> None:
         rows = [
             {"tenant_id": tenant_id, **deltas}
             for tenant_id, deltas in self._pending.items()
@@ -92,19 +93,19 @@ class StatsView(Projection):
             )
         )
 
-    def on_created(self, cur: Cursor[Any], event: Entity.Created, position: int) -> None:
+    def on_created(self, cur: Statements, event: Entity.Created, position: int) -> None:
         deltas = {COUNTERS[_TYPE_OF[type(event)]]: 1}
         if isinstance(event, Product.Created):
             deltas[STATUS_COLUMNS[event.fields["status"]]] = 1
         self._add(cur, event.tenant_id, deltas)
 
-    def on_deleted(self, cur: Cursor[Any], event: Entity.Deleted, position: int) -> None:
+    def on_deleted(self, cur: Statements, event: Entity.Deleted, position: int) -> None:
         deltas = {COUNTERS[_TYPE_OF[type(event)]]: -1}
         if isinstance(event, Product.Deleted):
             deltas[STATUS_COLUMNS[event.fields["status"]]] = -1
         self._add(cur, event.tenant_id, deltas)
 
-    def on_product_updated(self, cur: Cursor[Any], event: Product.Updated, position: int) -> None:
+    def on_product_updated(self, cur: Statements, event: Product.Updated, position: int) -> None:
         change = event.changes.get("status")
         if change is not None:
             self._add(

@@ -40,6 +40,7 @@ from pim.eventstore.recorders import heads_table_name
 from pim.infra.database import advisory_lock_key
 from pim.projections.base import rendered
 from pim.projections.runner import POLL_INTERVAL_S, SETTLE_S, Projector, Row, _timeout_ms
+from pim.projections.statements import Statements
 
 log = logging.getLogger(__name__)
 
@@ -127,42 +128,30 @@ class TenantProjector(Projector):
 
     # -- the scope: one tenant ------------------------------------------------------------
 
-    def lock(self, conn: psycopg.Connection[Any], scope: str, timeout: float | None) -> None:
-        conn.execute(
+    def lock(self, stmts: Statements, scope: str, timeout: float | None) -> None:
+        # The views are derived from the durable log: a commit lost in a crash is applied
+        # again (views and positions are lost together), so it need not wait for the disk.
+        stmts.execute(
             "SELECT set_config('lock_timeout', %s, true),"
             " set_config('synchronous_commit', 'off', true), pg_advisory_xact_lock_shared(%s),"
             " pg_advisory_xact_lock(%s)",
             (_timeout_ms(timeout), self.pause_key, self.tenant_key(scope)),
-            prepare=True,
         )
 
     def positions(self, conn: psycopg.Connection[Any], scope: str) -> dict[str, int]:
         rows = conn.execute(TENANT_POSITIONS, (self.names, scope), prepare=True).fetchall()
         return {str(r[0]): int(r[1]) for r in rows}
 
-    def select_events(
-        self, conn: psycopg.Connection[Any], scope: str, after: int, stop: int | None
-    ) -> list[Row]:
-        query = sql.SQL(
-            "SELECT notification_id, originator_id, originator_version, topic, state"
-            " FROM {} WHERE split_part(originator_id, ':', 1) = %s AND notification_id > %s"
-            " AND notification_id <= %s ORDER BY notification_id LIMIT %s"
-        ).format(sql.Identifier(self.events_table))
-        upto = stop if stop is not None else 2**63 - 1
-        return conn.execute(query, (scope, after, upto, self.batch_size), prepare=True).fetchall()
-
     def read_batch(
-        self, conn: psycopg.Connection[Any], scope: str, stop: int | None
+        self, stmts: Statements, scope: str, stop: int | None
     ) -> tuple[dict[str, int], list[Row]]:
-        """Positions and the events after them in one statement (one round trip): the first
-        row carries the positions (a NULL position column), the others are the events."""
+        """Positions and the events after them in one statement: the first row carries the
+        positions (a NULL position column), the others are the events."""
         upto = stop if stop is not None else 2**63 - 1
-        with conn.cursor() as cur:
-            rows = cur.execute(
-                rendered(self._batch_sql, cur, self._rendered),
-                (self.names, scope, scope, upto, self.batch_size),
-                prepare=True,
-            ).fetchall()
+        rows = stmts.read(
+            rendered(self._batch_sql, stmts.conn, self._rendered),
+            (self.names, scope, scope, upto, self.batch_size),
+        )
         positions: dict[str, int] = {}
         events: list[Row] = []
         for row in rows:
@@ -173,15 +162,14 @@ class TenantProjector(Projector):
         events.sort(key=lambda row: int(row[0]))
         return positions, events
 
-    def record(self, cur: psycopg.Cursor[Any], scope: str, reached: int) -> None:
-        cur.execute(
+    def record(self, stmts: Statements, scope: str, reached: int) -> None:
+        stmts.execute(
             """INSERT INTO projection_positions (name, tenant_id, position, updated_at)
                SELECT unnest(%s::text[]), %s, %s, now()
                ON CONFLICT (name, tenant_id) DO UPDATE
                SET position = GREATEST(projection_positions.position, EXCLUDED.position),
                    updated_at = now()""",
             (self.names, scope, reached),
-            prepare=True,
         )
 
     # -- which tenants have events to project ---------------------------------------------

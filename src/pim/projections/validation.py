@@ -14,7 +14,7 @@ import re
 import uuid
 from typing import Any, ClassVar
 
-from psycopg import Cursor, sql
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from pim.domain.attribute import Attribute, Template
@@ -23,6 +23,7 @@ from pim.domain.ids import entity_id_of
 from pim.domain.product import Product
 from pim.domain.variant import Variant, is_valid_gtin
 from pim.projections.base import EventHandler, Projection, RowsStatement
+from pim.projections.statements import Statements
 
 SKU_CONVENTION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -183,7 +184,7 @@ class ValidationView(Projection):
         # (tenant, product) -> [(delta, ts)]; delta None = product created (count 0)
         self._count_steps: dict[tuple[str, str], list[tuple[int | None, Any]]] = {}
 
-    def _count(self, cur: Cursor[Any], tenant_id: str) -> None:
+    def _count(self, cur: Statements, tenant_id: str) -> None:
         """This tenant's issue counter may have gone down: a zero left behind is removed at
         the end of the batch."""
         self._dirty_tenants.add(tenant_id)
@@ -207,14 +208,14 @@ class ValidationView(Projection):
             sign=sql.Literal(sign),
         )
 
-    def flush(self, cur: Cursor[Any]) -> None:
+    def flush(self, cur: Statements) -> None:
         self.write_inserts(cur)
         self._flush_variants(cur)
         self._flush_variant_counts(cur)
         self._flush_counts(cur)
         self.begin()
 
-    def _flush_counts(self, cur: Cursor[Any]) -> None:
+    def _flush_counts(self, cur: Statements) -> None:
         if not self._dirty_tenants:
             return
         # A zero count is no row, so the table does not depend on batch boundaries.
@@ -225,7 +226,7 @@ class ValidationView(Projection):
             (sorted(self._dirty_tenants),),
         )
 
-    def _flush_variants(self, cur: Cursor[Any]) -> None:
+    def _flush_variants(self, cur: Statements) -> None:
         if not self._variant_steps:
             return
         # A variant created in this batch starts from nothing: no stored fields or issues to
@@ -234,32 +235,31 @@ class ValidationView(Projection):
         base: dict[tuple[str, str], tuple[str, Any]] = {}
         existing: dict[tuple[str, str], set[str]] = {}
         if keys:
-            # Reads use their own cursor: in pipeline mode the shared cursor may still hold the
-            # results of the statements queued before (psycopg would hand those back instead).
+            # A read sends the writes queued before it first: it sees them.
             params = ([k[0] for k in keys], [k[1] for k in keys])
-            for r in cur.connection.execute(
+            for r in cur.read(
                 sql.SQL(
                     "SELECT v.tenant_id, v.id, v.product_id, v.fields FROM {} v"
                     " JOIN unnest(%s::uuid[], %s::uuid[]) AS k(t, i)"
                     " ON v.tenant_id = k.t AND v.id = k.i"
                 ).format(self._t("validation_variants")),
                 params,
-            ).fetchall():
+            ):
                 base[(str(r[0]), str(r[1]))] = (str(r[2]), r[3])
-            for r in cur.connection.execute(
+            for r in cur.read(
                 sql.SQL(
                     "SELECT i.tenant_id, i.variant_id, i.id FROM {} i"
                     " JOIN unnest(%s::uuid[], %s::uuid[]) AS k(t, v)"
                     " ON i.tenant_id = k.t AND i.variant_id = k.v"
                 ).format(self._t("validation_issues")),
                 params,
-            ).fetchall():
+            ):
                 existing.setdefault((str(r[0]), str(r[1])), set()).add(str(r[2]))
         self._replay_variants(cur, base, existing)
 
     def _replay_variants(
         self,
-        cur: Cursor[Any],
+        cur: Statements,
         base: dict[tuple[str, str], tuple[str, Any]],
         existing: dict[tuple[str, str], set[str]],
     ) -> None:
@@ -362,7 +362,7 @@ class ValidationView(Projection):
         }
 
     def _write_issues(
-        self, cur: Cursor[Any], deletes: list[dict[str, Any]], inserts: list[dict[str, Any]]
+        self, cur: Statements, deletes: list[dict[str, Any]], inserts: list[dict[str, Any]]
     ) -> None:
         """Remove issues by (tenant_id, id); add issues made by _issue_row."""
         for row in deletes:
@@ -370,7 +370,7 @@ class ValidationView(Projection):
         self._issue_rows["delete"].execute(cur, deletes)
         self._issue_rows["insert"].execute(cur, inserts)
 
-    def _flush_variant_counts(self, cur: Cursor[Any]) -> None:
+    def _flush_variant_counts(self, cur: Statements) -> None:
         """Replay variant count changes; NO_VARIANTS is there exactly while the count is 0."""
         if not self._count_steps:
             return
@@ -384,7 +384,7 @@ class ValidationView(Projection):
         rows = (
             []
             if not keys
-            else cur.connection.execute(
+            else cur.read(
                 sql.SQL(
                     "SELECT p.tenant_id, p.id, p.variant_count,"
                     " EXISTS (SELECT 1 FROM {issues} i WHERE i.tenant_id = p.tenant_id"
@@ -395,7 +395,7 @@ class ValidationView(Projection):
                     issues=self._t("validation_issues"), products=self._t("validation_products")
                 ),
                 (tenants, ids),
-            ).fetchall()
+            )
         )
         base.update({(str(r[0]), str(r[1])): (int(r[2]), bool(r[3])) for r in rows})
         counts: list[dict[str, Any]] = []
@@ -472,7 +472,7 @@ class ValidationView(Projection):
 
     def _reconcile_products(
         self,
-        cur: Cursor[Any],
+        cur: Statements,
         tenant_id: str,
         scope: sql.Composable,
         params: list[Any],
@@ -526,7 +526,7 @@ class ValidationView(Projection):
         )
 
     def _reconcile_product(
-        self, cur: Cursor[Any], tenant_id: str, product_id: str, at: Any, *, fresh: bool = False
+        self, cur: Statements, tenant_id: str, product_id: str, at: Any, *, fresh: bool = False
     ) -> None:
         self._reconcile_products(
             cur, tenant_id, sql.SQL("p.id = %s"), [product_id], at, fresh=fresh
@@ -548,7 +548,7 @@ class ValidationView(Projection):
             key=("tenant_id", "id"),
         )
 
-    def _upsert_product(self, cur: Cursor[Any], event: Any, fields: dict[str, Any]) -> None:
+    def _upsert_product(self, cur: Statements, event: Any, fields: dict[str, Any]) -> None:
         self.defer(
             self._upsert_product_rows,
             {
@@ -560,7 +560,7 @@ class ValidationView(Projection):
             },
         )
 
-    def on_product_created(self, cur: Cursor[Any], event: Product.Created, pos: int) -> None:
+    def on_product_created(self, cur: Statements, event: Product.Created, pos: int) -> None:
         product_id = entity_id_of(event.originator_id)
         self._upsert_product(cur, event, event.fields)
         if event.fields.get("category") or event.fields.get("template_id"):
@@ -570,7 +570,7 @@ class ValidationView(Projection):
             (None, event.timestamp)
         )
 
-    def on_product_updated(self, cur: Cursor[Any], event: Product.Updated, pos: int) -> None:
+    def on_product_updated(self, cur: Statements, event: Product.Updated, pos: int) -> None:
         relevant = {"category", "template_id", "attributes"} & set(event.changes)
         if not relevant:
             return
@@ -589,7 +589,7 @@ class ValidationView(Projection):
         )
         self._reconcile_product(cur, event.tenant_id, product_id, event.timestamp)
 
-    def on_product_deleted(self, cur: Cursor[Any], event: Product.Deleted, pos: int) -> None:
+    def on_product_deleted(self, cur: Statements, event: Product.Deleted, pos: int) -> None:
         self.write_inserts(cur)
         product_id = entity_id_of(event.originator_id)
         cur.execute(
@@ -614,12 +614,12 @@ class ValidationView(Projection):
         key = (event.tenant_id, entity_id_of(event.originator_id))
         self._variant_steps.setdefault(key, []).append((product_id, data, full, event.timestamp))
 
-    def on_variant_created(self, cur: Cursor[Any], event: Variant.Created, pos: int) -> None:
+    def on_variant_created(self, cur: Statements, event: Variant.Created, pos: int) -> None:
         product_id = event.fields["product_id"]
         self._variant_step(event, product_id, rule_inputs(event.fields), True)
         self._count_steps.setdefault((event.tenant_id, product_id), []).append((1, event.timestamp))
 
-    def on_variant_updated(self, cur: Cursor[Any], event: Variant.Updated, pos: int) -> None:
+    def on_variant_updated(self, cur: Statements, event: Variant.Updated, pos: int) -> None:
         changes = event.changes
         inputs: dict[str, Any] = {
             name: changes[name]["to"] for name in ("sku", "barcode") if name in changes
@@ -630,7 +630,7 @@ class ValidationView(Projection):
         if inputs:
             self._variant_step(event, "", inputs, False)
 
-    def on_variant_deleted(self, cur: Cursor[Any], event: Variant.Deleted, pos: int) -> None:
+    def on_variant_deleted(self, cur: Statements, event: Variant.Deleted, pos: int) -> None:
         product_id = event.fields["product_id"]
         self._variant_step(event, product_id, None, True)
         self._count_steps.setdefault((event.tenant_id, product_id), []).append(
@@ -639,12 +639,12 @@ class ValidationView(Projection):
 
     # categories, templates and attributes re-evaluate every product they touch, set-based
 
-    def _category_scope(self, cur: Cursor[Any], event: Any, slugs: list[str]) -> None:
+    def _category_scope(self, cur: Statements, event: Any, slugs: list[str]) -> None:
         self._reconcile_products(
             cur, event.tenant_id, sql.SQL("p.category = ANY(%s)"), [slugs], event.timestamp
         )
 
-    def on_category_created(self, cur: Cursor[Any], event: Category.Created, pos: int) -> None:
+    def on_category_created(self, cur: Statements, event: Category.Created, pos: int) -> None:
         cur.execute(
             sql.SQL(
                 "INSERT INTO {} (tenant_id, slug, id) VALUES (%s, %s, %s)"
@@ -654,7 +654,7 @@ class ValidationView(Projection):
         )
         self._category_scope(cur, event, [event.fields["slug"]])
 
-    def on_category_updated(self, cur: Cursor[Any], event: Category.Updated, pos: int) -> None:
+    def on_category_updated(self, cur: Statements, event: Category.Updated, pos: int) -> None:
         change = event.changes.get("slug")
         if change is None:
             return
@@ -672,7 +672,7 @@ class ValidationView(Projection):
         )
         self._category_scope(cur, event, [change["from"], change["to"]])
 
-    def on_category_deleted(self, cur: Cursor[Any], event: Category.Deleted, pos: int) -> None:
+    def on_category_deleted(self, cur: Statements, event: Category.Deleted, pos: int) -> None:
         cur.execute(
             sql.SQL("DELETE FROM {} WHERE tenant_id = %s AND slug = %s").format(
                 self._t("validation_categories")
@@ -681,7 +681,7 @@ class ValidationView(Projection):
         )
         self._category_scope(cur, event, [event.fields["slug"]])
 
-    def _template_scope(self, cur: Cursor[Any], event: Any) -> None:
+    def _template_scope(self, cur: Statements, event: Any) -> None:
         self._reconcile_products(
             cur,
             event.tenant_id,
@@ -690,9 +690,7 @@ class ValidationView(Projection):
             event.timestamp,
         )
 
-    def _upsert_template(
-        self, cur: Cursor[Any], event: Any, name: str, required: list[str]
-    ) -> None:
+    def _upsert_template(self, cur: Statements, event: Any, name: str, required: list[str]) -> None:
         cur.execute(
             sql.SQL(
                 "INSERT INTO {} (tenant_id, id, name, required_ids) VALUES (%s, %s, %s, %s)"
@@ -702,13 +700,13 @@ class ValidationView(Projection):
             (event.tenant_id, entity_id_of(event.originator_id), name, required),
         )
 
-    def on_template_created(self, cur: Cursor[Any], event: Template.Created, pos: int) -> None:
+    def on_template_created(self, cur: Statements, event: Template.Created, pos: int) -> None:
         self._upsert_template(
             cur, event, event.fields["name"], event.fields.get("required_attribute_ids") or []
         )
         self._template_scope(cur, event)
 
-    def on_template_updated(self, cur: Cursor[Any], event: Template.Updated, pos: int) -> None:
+    def on_template_updated(self, cur: Statements, event: Template.Updated, pos: int) -> None:
         if "required_attribute_ids" not in event.changes and "name" not in event.changes:
             return
         table = self._t("validation_templates")
@@ -730,7 +728,7 @@ class ValidationView(Projection):
             )
             self._template_scope(cur, event)
 
-    def on_template_deleted(self, cur: Cursor[Any], event: Template.Deleted, pos: int) -> None:
+    def on_template_deleted(self, cur: Statements, event: Template.Deleted, pos: int) -> None:
         cur.execute(
             sql.SQL("DELETE FROM {} WHERE tenant_id = %s AND id = %s").format(
                 self._t("validation_templates")
@@ -739,7 +737,7 @@ class ValidationView(Projection):
         )
         self._template_scope(cur, event)
 
-    def on_attribute_created(self, cur: Cursor[Any], event: Attribute.Created, pos: int) -> None:
+    def on_attribute_created(self, cur: Statements, event: Attribute.Created, pos: int) -> None:
         cur.execute(
             sql.SQL(
                 "INSERT INTO {} (tenant_id, id, key) VALUES (%s, %s, %s)"
@@ -748,7 +746,7 @@ class ValidationView(Projection):
             (event.tenant_id, entity_id_of(event.originator_id), event.fields["key"]),
         )
 
-    def on_attribute_deleted(self, cur: Cursor[Any], event: Attribute.Deleted, pos: int) -> None:
+    def on_attribute_deleted(self, cur: Statements, event: Attribute.Deleted, pos: int) -> None:
         attribute_id = entity_id_of(event.originator_id)
         cur.execute(
             sql.SQL("DELETE FROM {} WHERE tenant_id = %s AND id = %s").format(
