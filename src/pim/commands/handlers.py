@@ -66,7 +66,7 @@ def _create(
     if entity_type == "variant":
         fields["product_id"] = parent_id
     entity = policy.entity.create(uow.actor, entity_id, fields)
-    uow.touch(entity)
+    uow.add(entity)
     policy.on_create(uow, entity, parent_id)
     return entity
 

@@ -30,6 +30,7 @@ class UnitOfWork:
         self._touched: dict[str, Any] = {}
         self.deleted: set[str] = set()
         self._new_children: set[str] = set()
+        self._created: set[str] = set()  # ids of the entities this unit of work created
 
     # -- loading --------------------------------------------------------------------------
 
@@ -108,8 +109,12 @@ class UnitOfWork:
     # -- children -------------------------------------------------------------------------
 
     def find_children(self, parent_id: str) -> Children | None:
-        """A parent's children list if it has one (read only: nothing is created)."""
-        found = self._get(children_id(self.actor.tenant_id, parent_id))
+        """A parent's children list if it has one (read only: nothing is created). A parent
+        this unit of work created has only the list it started here (nothing to load)."""
+        full_id = children_id(self.actor.tenant_id, parent_id)
+        if full_id not in self._loaded and self.entity_key(parent_id) in self._created:
+            return None
+        found = self._get(full_id)
         return found if isinstance(found, Children) else None
 
     def children(self, parent_id: str, *, joining: dict[str, str] | None = None) -> Children:
@@ -130,6 +135,12 @@ class UnitOfWork:
     def touch(self, *aggregates: Any) -> None:
         for aggregate in aggregates:
             self._touched[aggregate.id] = aggregate
+
+    def add(self, entity: Entity) -> None:
+        """An entity this unit of work created."""
+        self._created.add(entity.id)
+        self._loaded[entity.id] = entity
+        self.touch(entity)
 
     def commit(self) -> int | None:
         for full_id in self._new_children:
