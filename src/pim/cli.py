@@ -19,7 +19,7 @@ from pim.bootstrap import Services, build_services
 from pim.infra.embedded import embedded_services
 from pim.projections import operations
 from pim.queries.audit import AuditFilters, build_log_query, to_entry
-from pim.server import run_projections, run_worker, serve, serve_workers
+from pim.server import run_job_process, run_projections, run_worker, serve, serve_workers
 from pim.settings import Settings
 
 
@@ -49,7 +49,10 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    run_worker(Settings.from_env(), threads=args.threads)
+    if args.job_process:
+        run_job_process(Settings.from_env())
+    else:
+        run_worker(Settings.from_env(), threads=args.threads, processes=args.processes)
     return 0
 
 
@@ -172,7 +175,16 @@ def build_parser() -> argparse.ArgumentParser:
     api.set_defaults(func=cmd_api)
 
     worker = sub.add_parser("worker", help="run job and webhook workers (dramatiq on Redis)")
-    worker.add_argument("--threads", type=int, default=4)
+    worker.add_argument(
+        "--threads", type=int, default=4, help="webhook deliveries at once (default 4)"
+    )
+    worker.add_argument(
+        "--processes",
+        type=int,
+        default=None,
+        help="job processes, each running one job at a time (default: PIM_JOB_PROCESSES, 3)",
+    )
+    worker.add_argument("--job-process", action="store_true", help=argparse.SUPPRESS)
     worker.set_defaults(func=cmd_worker)
 
     projections = sub.add_parser("projections", help="projection operations")

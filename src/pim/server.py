@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import logging
 import os
 import signal
@@ -19,7 +21,7 @@ from pim.api.app import create_app
 from pim.bootstrap import build_services
 from pim.infra.embedded import embedded_services
 from pim.settings import Settings
-from pim.worker import start_worker
+from pim.worker import start_job_process, start_main
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +172,7 @@ def serve(settings: Settings, *, whole_service: bool = True) -> None:
 
 
 PARENT_PID_ENV = "PIM_PARENT_PID"
+PR_SET_PDEATHSIG = 1
 NICE_ENV = "PIM_NICE"
 PARENT_CHECK_S = 1.0
 
@@ -192,20 +195,55 @@ def _stop_on_signal_or_parent_exit(on_stop: Callable[[], None]) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def run_worker(settings: Settings, *, threads: int = 4) -> None:
-    """Job and webhook actors, the job dispatcher and sweeper, until SIGINT/SIGTERM (or,
-    as the child of ``pim serve``, until that process is gone)."""
+def run_worker(settings: Settings, *, threads: int = 4, processes: int | None = None) -> None:
+    """The job dispatcher, the sweeper and webhook deliveries (``threads`` at once) in this
+    process, and ``processes`` job processes (children, supervised), until SIGINT/SIGTERM
+    (or, as the child of ``pim serve``, until that process is gone)."""
     with embedded_services(settings) as resolved:
         services = build_services(resolved)
         stop = threading.Event()
         _stop_on_signal_or_parent_exit(stop.set)
         services.jobs_projector.start_background(services.database_url)
-        worker = start_worker(services, threads=threads)
+        worker = start_main(services, threads=threads)
+        count = resolved.job_processes if processes is None else processes
+        jobs = [ChildProcess(resolved, "worker", "--job-process") for _ in range(count)]
+        try:
+            for child in jobs:
+                child.start()
+            stop.wait()
+        finally:
+            ChildProcess.stop_all(jobs)
+            worker.stop()
+            services.close()
+
+
+def run_job_process(settings: Settings) -> None:
+    """One job process of ``pim worker``: a job at a time, until SIGINT/SIGTERM. It dies
+    with its parent, even one killed outright (a job is resumable, never half-applied)."""
+    _die_with_parent()
+    with embedded_services(settings) as resolved:
+        services = build_services(resolved, migrate=False)
+        stop = threading.Event()
+        _stop_on_signal_or_parent_exit(stop.set)
+        worker = start_job_process(services)
         try:
             stop.wait()
         finally:
             worker.stop()
             services.close()
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill this process when its parent dies (PR_SET_PDEATHSIG); elsewhere
+    the parent watch of ``_stop_on_signal_or_parent_exit`` stops it within a second."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return
+    parent = int(os.environ.get(PARENT_PID_ENV) or 0)
+    if parent and os.getppid() != parent:  # the parent died before the request took effect
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def serve_workers(settings: Settings, workers: int, *, whole_service: bool = False) -> None:

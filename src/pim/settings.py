@@ -32,6 +32,7 @@ class Settings:
     sweep_interval_s: float
     background_nice: int
     jobs_per_tenant: int
+    job_processes: int
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -61,4 +62,5 @@ class Settings:
             sweep_interval_s=float(get("PIM_SWEEP_INTERVAL") or "15"),
             background_nice=int(get("PIM_BACKGROUND_NICE") or "10"),
             jobs_per_tenant=max(1, int(get("PIM_JOBS_PER_TENANT") or "2")),
+            job_processes=max(1, int(get("PIM_JOB_PROCESSES") or "3")),
         )

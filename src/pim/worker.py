@@ -1,5 +1,11 @@
 """The worker: dramatiq actors for jobs and webhook deliveries, the dispatcher that queues new
-jobs, and a sweeper that re-queues work whose message was lost (Redis keeps nothing on disk)."""
+jobs, and a sweeper that re-queues work whose message was lost (Redis keeps nothing on disk).
+
+``pim worker`` is one main process and a few job processes (``PIM_JOB_PROCESSES``). The main
+process runs the dispatcher, the sweeper and webhook deliveries; each job process runs one job
+at a time. A job is Python-bound: jobs sharing one process take turns on its interpreter lock,
+so one tenant's imports would slow another tenant's export three-fold. In processes of their
+own, they share the CPU as the operating system schedules them (decision 0018)."""
 
 from __future__ import annotations
 
@@ -12,7 +18,7 @@ import dramatiq
 import psycopg
 
 from pim.bootstrap import Services
-from pim.jobs.broker import Actors, make_broker, register_actors
+from pim.jobs.broker import QUEUE_JOBS, QUEUE_WEBHOOKS, Actors, make_broker, register_actors
 from pim.jobs.runner import JobContext, JobRunner
 from pim.jobs.view import JobDispatcher
 from pim.projections.runner import GlobalProjector
@@ -32,20 +38,68 @@ DEFER_MS = 500
 @dataclass
 class WorkerHandle:
     worker: dramatiq.Worker
-    dispatcher: GlobalProjector
     stop_event: threading.Event
+    dispatcher: GlobalProjector | None = None
 
     def stop(self) -> None:
         self.stop_event.set()
-        self.dispatcher.stop()
+        if self.dispatcher is not None:
+            self.dispatcher.stop()
         self.worker.stop(timeout=10_000)
 
 
-def start_worker(services: Services, *, threads: int = 4) -> WorkerHandle:
-    """Start actors, dispatcher and sweeper in this process (background threads)."""
+def _actors(services: Services, *, run_job: Any) -> Actors:
     settings = services.settings
     assert settings.redis_url is not None
     broker = make_broker(settings.redis_url, services.database_url)
+    return register_actors(
+        broker,
+        run_job=run_job,
+        deliver_webhook=lambda delivery_id: deliver(
+            services.database_url, delivery_id, allow_private=settings.webhook_allow_private
+        ),
+    )
+
+
+def start_main(services: Services, *, threads: int = 4) -> WorkerHandle:
+    """The main worker process's part (background threads): webhook deliveries, the job
+    dispatcher and the sweeper. Jobs run in job processes (``start_job_process``)."""
+
+    def not_here(tenant_id: str, job_id: str) -> None:  # pragma: no cover - never consumed
+        raise RuntimeError("jobs run in job processes")
+
+    actors = _actors(services, run_job=not_here)
+
+    def queue_job(tenant_id: str, job_id: str) -> None:
+        actors.run_job.send(tenant_id, job_id)
+
+    dispatcher = GlobalProjector(
+        services.projection_pool,
+        services.jobs,
+        [JobDispatcher(queue_job)],
+        group="job-dispatch",
+        events_table="jobs_events",
+    )
+    worker = dramatiq.Worker(
+        actors.run_job.broker,
+        queues={QUEUE_WEBHOOKS},
+        worker_threads=threads,
+        worker_timeout=IDLE_POLL_MS,
+    )
+    worker.start()
+    dispatcher.start_background(services.database_url)
+    stop_event = threading.Event()
+    threading.Thread(
+        target=_sweep, args=(services, actors, stop_event), daemon=True, name="sweeper"
+    ).start()
+    return WorkerHandle(worker, stop_event, dispatcher)
+
+
+def start_job_process(services: Services) -> WorkerHandle:
+    """A job process's part: one job at a time. It takes a message only when it is free
+    (prefetch 1), so a message waits in Redis for the first free job process instead of
+    queueing behind a long job."""
+    settings = services.settings
     holder: dict[str, Actors] = {}
 
     def notify(tenant_id: str, event_type: str, data: dict[str, Any]) -> None:
@@ -61,46 +115,27 @@ def start_worker(services: Services, *, threads: int = 4) -> WorkerHandle:
     def defer(tenant_id: str, job_id: str) -> None:
         holder["actors"].run_job.send_with_options(args=(tenant_id, job_id), delay=DEFER_MS)
 
-    context = JobContext(
-        database_url=services.database_url,
-        data_dir=settings.data_dir,
-        catalog=services.store,
-        jobs=services.jobs,
-        catalog_projector=services.projector,
-        jobs_projector=services.jobs_projector,
-        notify=notify,
-        defer=defer,
-        batch_size=settings.job_batch_size,
-        jobs_per_tenant=settings.jobs_per_tenant,
+    runner = JobRunner(
+        JobContext(
+            database_url=services.database_url,
+            data_dir=settings.data_dir,
+            catalog=services.store,
+            jobs=services.jobs,
+            catalog_projector=services.projector,
+            jobs_projector=services.jobs_projector,
+            notify=notify,
+            defer=defer,
+            batch_size=settings.job_batch_size,
+            jobs_per_tenant=settings.jobs_per_tenant,
+        )
     )
-    runner = JobRunner(context)
-    actors = register_actors(
-        broker,
-        run_job=runner.run,
-        deliver_webhook=lambda delivery_id: deliver(
-            services.database_url, delivery_id, allow_private=settings.webhook_allow_private
-        ),
+    actors = holder["actors"] = _actors(services, run_job=runner.run)
+    worker = dramatiq.Worker(
+        actors.run_job.broker, queues={QUEUE_JOBS}, worker_threads=1, worker_timeout=IDLE_POLL_MS
     )
-    holder["actors"] = actors
-
-    def queue_job(tenant_id: str, job_id: str) -> None:
-        actors.run_job.send(tenant_id, job_id)
-
-    dispatcher = GlobalProjector(
-        services.projection_pool,
-        services.jobs,
-        [JobDispatcher(queue_job)],
-        group="job-dispatch",
-        events_table="jobs_events",
-    )
-    worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=IDLE_POLL_MS)
+    worker.queue_prefetch = 1
     worker.start()
-    dispatcher.start_background(services.database_url)
-    stop_event = threading.Event()
-    threading.Thread(
-        target=_sweep, args=(services, actors, stop_event), daemon=True, name="sweeper"
-    ).start()
-    return WorkerHandle(worker, dispatcher, stop_event)
+    return WorkerHandle(worker, threading.Event())
 
 
 def _sweep(services: Services, actors: Actors, stop: threading.Event) -> None:
