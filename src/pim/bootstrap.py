@@ -27,7 +27,7 @@ from pim.jobs.view import JobsView
 from pim.projections.base import Projection
 from pim.projections.entities import EntitiesView
 from pim.projections.products import ProductsView
-from pim.projections.runner import GlobalProjector, Projector
+from pim.projections.runner import Projector
 from pim.projections.stats import StatsView
 from pim.projections.tenants import POSITIONS_DDL, TenantProjector
 from pim.projections.validation import ValidationView
@@ -58,7 +58,7 @@ class Services:
     verifier: TokenVerifier
     jobs_app: JobsApplication
     jobs: EventStore
-    jobs_projector: GlobalProjector
+    jobs_projector: TenantProjector
     job_queue: JobQueue | None  # None without Redis (operators' commands)
 
     def close(self) -> None:
@@ -99,6 +99,7 @@ def build_services(settings: Settings, *, migrate: bool = True, api: bool = Fals
         store = EventStore(catalog, snapshots_table=SNAPSHOTS_TABLE, notify_runners=not api)
         if migrate:
             backfill_heads(conn, EVENTS_TABLE)
+            backfill_heads(conn, JOBS_EVENTS_TABLE)
             run_ddl(
                 conn,
                 [
@@ -122,7 +123,7 @@ def build_services(settings: Settings, *, migrate: bool = True, api: bool = Fals
         projection_pool, store, catalog_projections(), group="catalog", events_table=EVENTS_TABLE
     )
     jobs = EventStore(jobs_app)
-    jobs_projector = GlobalProjector(
+    jobs_projector = TenantProjector(
         projection_pool, jobs, [JobsView()], group="jobs", events_table=JOBS_EVENTS_TABLE
     )
     bus = CommandBus(

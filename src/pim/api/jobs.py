@@ -30,7 +30,6 @@ from pim.api.problems import ApiError
 from pim.domain.errors import FieldError, NotFound, ValidationFailed
 from pim.jobs.domain import BULK_TYPES, Job
 from pim.jobs.payloads import PAYLOAD_TYPES, ExportPayload, check_payload
-from pim.projections.runner import GLOBAL
 from pim.queries.jobs import JobView
 from pim.queries.pages import parse_limit
 
@@ -71,7 +70,7 @@ async def _accept(
     job = Job.create(ctx.actor, str(uuid4()), job_type, payload, dry_run=dry_run)
     position = await to_thread.run_sync(services.jobs.save, job)
     if position is not None:
-        await to_thread.run_sync(services.jobs_projector.wait_for, GLOBAL, position)
+        await to_thread.run_sync(services.jobs_projector.wait_for, ctx.tenant_id, position)
     if services.job_queue is not None:  # a shortcut: the dispatcher queues it anyway
         await to_thread.run_sync(services.job_queue.send, ctx.tenant_id, job.job_id)
     found = await reads_of(request).jobs.get(ctx.tenant_id, path_uuid(job.job_id, "job"))

@@ -74,6 +74,58 @@ def tenant_index_name(events_table: str) -> str:
     return f"{events_table}_tenant_position_idx"
 
 
+def tenant_slice_ddl(schema: str, events_table: str) -> list[sql.Composed]:
+    """What lets readers follow one tenant's slice of a log: an index on the tenant part of
+    the originator id and the position, and each tenant's head (its newest position), kept
+    by a trigger in the appending transaction, whoever appends."""
+    table = sql.Identifier(schema, events_table)
+    heads_table = heads_table_name(events_table)
+    heads = sql.Identifier(schema, heads_table)
+    advance = sql.Identifier(schema, f"{heads_table}_advance")
+    return [
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {} (tenant_id text PRIMARY KEY,"
+            " partition smallint NOT NULL, position bigint NOT NULL,"
+            " updated_at timestamptz NOT NULL DEFAULT now())"
+        ).format(heads),
+        sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (partition, tenant_id)").format(
+            sql.Identifier(f"{heads_table}_partition_idx"), heads
+        ),
+        # One tenant's events in log order: projections, audit and the change feed read the
+        # log through it, never scanning other tenants' events.
+        sql.SQL(
+            "CREATE INDEX IF NOT EXISTS {} ON {} ((split_part(originator_id, ':', 1)),"
+            " notification_id)"
+        ).format(sql.Identifier(tenant_index_name(events_table)), table),
+        # Heads move with every statement that appends (one upsert per tenant).
+        sql.SQL(
+            "CREATE OR REPLACE FUNCTION {advance}() RETURNS trigger LANGUAGE plpgsql AS $$"
+            " BEGIN"
+            " INSERT INTO {heads} (tenant_id, partition, position, updated_at)"
+            " SELECT tenant_id, {partition}, max(notification_id), now() FROM"
+            " (SELECT split_part(originator_id, ':', 1) AS tenant_id, notification_id"
+            "  FROM appended) AS r GROUP BY tenant_id"
+            " ON CONFLICT (tenant_id) DO UPDATE SET updated_at = now(),"
+            " position = GREATEST({heads}.position, EXCLUDED.position);"
+            " RETURN NULL;"
+            " END $$"
+        ).format(advance=advance, heads=heads, partition=partition_sql("tenant_id")),
+        sql.SQL(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_trigger"
+            " WHERE tgname = {name} AND tgrelid = {table_name}::regclass) THEN"
+            " CREATE TRIGGER {trigger} AFTER INSERT ON {table}"
+            " REFERENCING NEW TABLE AS appended FOR EACH STATEMENT"
+            " EXECUTE FUNCTION {advance}(); END IF; END $$"
+        ).format(
+            name=sql.Literal(f"{heads_table}_advance"),
+            table_name=sql.Literal(f"{schema}.{events_table}"),
+            trigger=sql.Identifier(f"{heads_table}_advance"),
+            table=table,
+            advance=advance,
+        ),
+    ]
+
+
 class TenantOrderedRecorder(PostgresApplicationRecorder):
     """Appends under per-tenant advisory locks and keeps each tenant's head (module doc).
 
@@ -88,50 +140,7 @@ class TenantOrderedRecorder(PostgresApplicationRecorder):
         schema = self.datastore.schema
         table = sql.Identifier(schema, self.events_table_name)
         self.heads_table = heads_table_name(self.events_table_name)
-        heads = sql.Identifier(schema, self.heads_table)
-        advance = sql.Identifier(schema, f"{self.heads_table}_advance")
-        self.sql_create_statements += [
-            sql.SQL(
-                "CREATE TABLE IF NOT EXISTS {} (tenant_id text PRIMARY KEY,"
-                " partition smallint NOT NULL, position bigint NOT NULL,"
-                " updated_at timestamptz NOT NULL DEFAULT now())"
-            ).format(heads),
-            sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (partition, tenant_id)").format(
-                sql.Identifier(f"{self.heads_table}_partition_idx"), heads
-            ),
-            # One tenant's events in log order: projections, audit and the change feed read
-            # the log through it, never scanning other tenants' events.
-            sql.SQL(
-                "CREATE INDEX IF NOT EXISTS {} ON {} ((split_part(originator_id, ':', 1)),"
-                " notification_id)"
-            ).format(sql.Identifier(tenant_index_name(self.events_table_name)), table),
-            # Heads move with every statement that appends (one upsert per tenant).
-            sql.SQL(
-                "CREATE OR REPLACE FUNCTION {advance}() RETURNS trigger LANGUAGE plpgsql AS $$"
-                " BEGIN"
-                " INSERT INTO {heads} (tenant_id, partition, position, updated_at)"
-                " SELECT tenant_id, {partition}, max(notification_id), now() FROM"
-                " (SELECT split_part(originator_id, ':', 1) AS tenant_id, notification_id"
-                "  FROM appended) AS r GROUP BY tenant_id"
-                " ON CONFLICT (tenant_id) DO UPDATE SET updated_at = now(),"
-                " position = GREATEST({heads}.position, EXCLUDED.position);"
-                " RETURN NULL;"
-                " END $$"
-            ).format(advance=advance, heads=heads, partition=partition_sql("tenant_id")),
-            sql.SQL(
-                "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_trigger"
-                " WHERE tgname = {name} AND tgrelid = {table_name}::regclass) THEN"
-                " CREATE TRIGGER {trigger} AFTER INSERT ON {table}"
-                " REFERENCING NEW TABLE AS appended FOR EACH STATEMENT"
-                " EXECUTE FUNCTION {advance}(); END IF; END $$"
-            ).format(
-                name=sql.Literal(f"{self.heads_table}_advance"),
-                table_name=sql.Literal(f"{schema}.{self.events_table_name}"),
-                trigger=sql.Identifier(f"{self.heads_table}_advance"),
-                table=table,
-                advance=advance,
-            ),
-        ]
+        self.sql_create_statements += tenant_slice_ddl(schema, self.events_table_name)
         # A save of fewer than COPY_THRESHOLD events is this one statement, its own
         # transaction (one round trip): the tenants' advisory locks are taken (in the given,
         # sorted order) before the rows exist, so before any position is drawn, and held
@@ -247,7 +256,15 @@ class TenantOrderedRecorder(PostgresApplicationRecorder):
 
 class GlobalOrderedRecorder(PostgresApplicationRecorder):
     """eventsourcing's recorder (the EXCLUSIVE table lock: the whole log commits in position
-    order), inserting without psycopg pipeline mode (see TenantOrderedRecorder)."""
+    order), inserting without psycopg pipeline mode (see TenantOrderedRecorder). Its log can
+    be followed whole (the job dispatcher) or tenant by tenant (the jobs view: one tenant's
+    job record never waits on another's job progress), so it keeps heads too."""
+
+    def __init__(self, datastore: Any, *, events_table_name: str = "stored_events") -> None:
+        super().__init__(datastore, events_table_name=events_table_name)
+        self.sql_create_statements += tenant_slice_ddl(
+            self.datastore.schema, self.events_table_name
+        )
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any

@@ -37,7 +37,6 @@ from pim.jobs.payloads import (
     Selection,
     parse_filters,
 )
-from pim.projections.runner import GLOBAL, GlobalProjector
 from pim.projections.tenants import TenantProjector
 from pim.queries.products import ProductFilters, product_filter_sql
 
@@ -64,7 +63,7 @@ class JobContext:
     catalog: EventStore
     jobs: EventStore
     catalog_projector: TenantProjector
-    jobs_projector: GlobalProjector
+    jobs_projector: TenantProjector
     # Records webhook deliveries for an event and queues them: (tenant, type, data).
     notify: Callable[[str, str, dict[str, Any]], None]
     # Runs a job again a little later: (tenant, job id).
@@ -167,7 +166,7 @@ class JobRunner:
     def _save_job(self, job: Job) -> None:
         position = self.ctx.jobs.save(job)
         if position is not None:
-            self.ctx.jobs_projector.wait_for(GLOBAL, position, timeout=5)
+            self.ctx.jobs_projector.wait_for(job.tenant_id, position, timeout=5)
 
     def _fail(self, job_id: str, tenant_id: str, reason: str) -> None:
         job = self.ctx.jobs.find(aggregate_id(tenant_id, job_id))
