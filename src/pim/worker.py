@@ -31,8 +31,14 @@ log = logging.getLogger(__name__)
 # made every job wait 0.5-1 s before it started once the worker had been idle a while; 100 ms
 # costs an idle worker ~20 cheap Redis calls a second.
 IDLE_POLL_MS = 100
-# A job whose tenant already runs its share of jobs is looked at again this much later.
-DEFER_MS = 500
+# Unfinished jobs, each tenant's oldest first, then the second oldest of each, ...
+WAITING_JOBS = """
+    SELECT tenant_id::text, id::text FROM (
+        SELECT tenant_id, id, created_at,
+               row_number() OVER (PARTITION BY tenant_id ORDER BY created_at, id) AS turn
+          FROM jobs_view WHERE status IN ('PENDING', 'PROCESSING')) AS unfinished
+     ORDER BY turn, created_at, id LIMIT %s
+"""
 
 
 @dataclass
@@ -112,8 +118,16 @@ def start_job_process(services: Services) -> WorkerHandle:
             except Exception:  # the sweeper re-queues it
                 log.warning("could not queue webhook delivery %s", delivery_id)
 
-    def defer(tenant_id: str, job_id: str) -> None:
-        holder["actors"].run_job.send_with_options(args=(tenant_id, job_id), delay=DEFER_MS)
+    def wake_waiting() -> None:
+        """Queue unfinished jobs, the oldest of each tenant first: those waiting for a slot
+        start now if they may (a running one's message is a no-op: its lock is held)."""
+        try:
+            with psycopg.connect(services.database_url, autocommit=True) as conn:
+                rows = conn.execute(WAITING_JOBS, (2 * settings.job_processes + 2,)).fetchall()
+            for tenant_id, job_id in rows:
+                holder["actors"].run_job.send(tenant_id, job_id)
+        except Exception as exc:  # the sweeper re-sends them
+            log.warning("could not wake waiting jobs: %s", exc)
 
     runner = JobRunner(
         JobContext(
@@ -124,7 +138,7 @@ def start_job_process(services: Services) -> WorkerHandle:
             catalog_projector=services.projector,
             jobs_projector=services.jobs_projector,
             notify=notify,
-            defer=defer,
+            wake_waiting=wake_waiting,
             batch_size=settings.job_batch_size,
             jobs_per_tenant=settings.jobs_per_tenant,
         )

@@ -66,8 +66,8 @@ class JobContext:
     jobs_projector: TenantProjector
     # Records webhook deliveries for an event and queues them: (tenant, type, data).
     notify: Callable[[str, str, dict[str, Any]], None]
-    # Runs a job again a little later: (tenant, job id).
-    defer: Callable[[str, str], None]
+    # Queues the jobs that wait for a running slot (a job just freed one).
+    wake_waiting: Callable[[], None]
     batch_size: int = bulk.BATCH_SIZE
     # Jobs of one tenant that run at once; the tenant's others wait (fairness).
     jobs_per_tenant: int = 2
@@ -98,46 +98,55 @@ class JobRunner:
         self.ctx = context
 
     def run(self, tenant_id: str, job_id: str) -> None:
-        with psycopg.connect(self.ctx.database_url, autocommit=True) as lock_conn:
-            locked = lock_conn.execute(
-                "SELECT pg_try_advisory_lock(%s)", (advisory_lock_key(f"pim:job:{job_id}"),)
-            ).fetchone()
-            if not locked or not locked[0]:
-                log.info("job %s is running elsewhere", job_id)
-                return
-            job = self.ctx.jobs.find(aggregate_id(tenant_id, job_id))
-            if not isinstance(job, Job) or job.finished:
-                return
-            slot = self._take_tenant_slot(lock_conn, tenant_id)
-            if slot is None:
-                # The tenant already runs as many jobs as it may: this one waits its turn
-                # without holding a worker thread, so other tenants' jobs start at once.
-                log.info("job %s waits: tenant %s runs its share of jobs", job_id, tenant_id)
-                self.ctx.defer(tenant_id, job_id)
-                return
+        """Run (or resume) a job, unless it runs elsewhere, has finished, or its tenant runs
+        its share of jobs: then it waits, without holding a job process, until a job that
+        ends wakes the waiting ones (or the sweeper re-sends it)."""
+        ran = False
+        try:
+            with psycopg.connect(self.ctx.database_url, autocommit=True) as lock_conn:
+                locked = lock_conn.execute(
+                    "SELECT pg_try_advisory_lock(%s)", (advisory_lock_key(f"pim:job:{job_id}"),)
+                ).fetchone()
+                if not locked or not locked[0]:
+                    log.info("job %s is running elsewhere", job_id)
+                    return
+                job = self.ctx.jobs.find(aggregate_id(tenant_id, job_id))
+                if not isinstance(job, Job) or job.finished:
+                    return
+                slot = self._take_tenant_slot(lock_conn, tenant_id)
+                if slot is None:
+                    log.info("job %s waits: tenant %s runs its share of jobs", job_id, tenant_id)
+                    return
+                ran = True
 
-            def keep_running() -> bool:
-                # A tenant's first job always runs on; its others step aside (between two
-                # batches: a job resumes where it stopped) while another tenant has work.
-                return slot == 0 or not self._others_have_jobs(lock_conn, tenant_id)
+                def keep_running() -> bool:
+                    # A tenant's first job always runs on; its others step aside (between
+                    # two batches: a job resumes where it stopped) while another tenant has
+                    # work to run.
+                    return slot == 0 or not self._others_have_jobs(lock_conn, tenant_id)
 
-            try:
-                self._run(job, keep_running)
-            except _StepAside:
-                log.info("job %s steps aside for other tenants' jobs", job_id)
-                self.ctx.defer(tenant_id, job_id)
-            except TRANSIENT:
-                raise  # the message is retried with backoff; the job resumes where it was
-            except Exception as exc:
-                log.exception("job %s failed", job_id)
-                # A client sees why in its own terms; internals (paths, SQL) stay in the log.
-                reason = (
-                    exc.detail
-                    if isinstance(exc, DomainError)
-                    else f"the job stopped on an internal error ({type(exc).__name__}); "
-                    "the server log has the details"
-                )
-                self._fail(job_id, tenant_id, reason)
+                self._run_guarded(job, keep_running)
+        finally:
+            if ran:  # its slot is free again (its session ended): waiting jobs may start
+                self.ctx.wake_waiting()
+
+    def _run_guarded(self, job: Job, keep_running: Callable[[], bool]) -> None:
+        try:
+            self._run(job, keep_running)
+        except _StepAside:
+            log.info("job %s steps aside for other tenants' jobs", job.job_id)
+        except TRANSIENT:
+            raise  # the message is retried with backoff; the job resumes where it was
+        except Exception as exc:
+            log.exception("job %s failed", job.job_id)
+            # A client sees why in its own terms; internals (paths, SQL) stay in the log.
+            reason = (
+                exc.detail
+                if isinstance(exc, DomainError)
+                else f"the job stopped on an internal error ({type(exc).__name__}); "
+                "the server log has the details"
+            )
+            self._fail(job.job_id, job.tenant_id, reason)
 
     def _take_tenant_slot(self, conn: psycopg.Connection[Any], tenant_id: str) -> int | None:
         """One of the tenant's ``jobs_per_tenant`` running slots (its number), held by
