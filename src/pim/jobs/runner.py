@@ -110,14 +110,16 @@ class JobRunner:
                 if not locked or not locked[0]:
                     log.info("job %s is running elsewhere", job_id)
                     return
-                job = self.ctx.jobs.find(aggregate_id(tenant_id, job_id))
-                if not isinstance(job, Job) or job.finished:
-                    return
+                # The slot first: a job that must wait costs no load of its record (an
+                # import's holds its whole payload).
                 slot = self._take_tenant_slot(lock_conn, tenant_id)
                 if slot is None:
                     log.info("job %s waits: tenant %s runs its share of jobs", job_id, tenant_id)
                     return
                 ran = True
+                job = self.ctx.jobs.find(aggregate_id(tenant_id, job_id))
+                if not isinstance(job, Job) or job.finished:
+                    return
 
                 def keep_running() -> bool:
                     # A tenant's first job always runs on; its others step aside (between
