@@ -52,6 +52,13 @@ def test_concurrent_updates_without_if_match_lose_nothing(tenant: Tenant) -> Non
             pool.map(lambda i: tenant.patch(path, json={"attributes": {f"k{i}": i}}), range(12))
         )
     assert all(r.status_code == 200 for r in responses), [r.text for r in responses]
+    # Each answer is the product as its own write left it: its own version and ETag, and
+    # the keys of exactly the writes before it (never a later request's state).
+    answers = [r.json() for r in responses]
+    assert sorted(a["version"] for a in answers) == list(range(2, 14))
+    for response, answer in zip(responses, answers, strict=True):
+        assert response.headers["etag"] == f'"{answer["version"]}"'
+        assert len(answer["attributes"]) == answer["version"] - 1
     final = tenant.get(path).json()
     # Every writer's key survived: merges were retried from fresh state, never overwritten.
     assert final["attributes"] == {f"k{i}": i for i in range(12)}

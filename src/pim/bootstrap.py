@@ -8,7 +8,6 @@ from typing import Any
 
 from psycopg_pool import ConnectionPool
 
-from pim.api.idempotency import IDEMPOTENCY_DDL
 from pim.auth.tokens import TokenVerifier, load_or_create_secret
 from pim.commands.bus import CommandBus
 from pim.eventstore import (
@@ -21,7 +20,8 @@ from pim.eventstore import (
     JobsApplication,
 )
 from pim.eventstore.recorders import backfill_heads
-from pim.infra.database import eventsourcing_env, migration_lock, run_ddl
+from pim.infra.database import POOL_TIMEOUT_S, eventsourcing_env, migration_lock, run_ddl
+from pim.infra.idempotency import IDEMPOTENCY_DDL
 from pim.jobs.broker import JobQueue
 from pim.jobs.view import JobsView
 from pim.projections.base import Projection
@@ -37,9 +37,13 @@ from pim.webhooks.store import WEBHOOKS_DDL
 log = logging.getLogger(__name__)
 
 
-def connection_kwargs() -> dict[str, Any]:
-    # Every session speaks UTC, so timestamps leave the database as RFC 3339 UTC.
-    return {"options": "-c timezone=UTC", "autocommit": True}
+def connection_kwargs(*, statement_timeout_s: int | None = None) -> dict[str, Any]:
+    """Every session speaks UTC (timestamps leave the database as RFC 3339 UTC) and gives up
+    connecting after POOL_TIMEOUT_S; ``statement_timeout_s`` bounds every statement."""
+    options = "-c timezone=UTC"
+    if statement_timeout_s is not None:
+        options += f" -c statement_timeout={statement_timeout_s * 1000}"
+    return {"options": options, "autocommit": True, "connect_timeout": POOL_TIMEOUT_S}
 
 
 def catalog_projections() -> list[Projection]:
@@ -118,6 +122,7 @@ def build_services(settings: Settings, *, migrate: bool = True, api: bool = Fals
         kwargs=connection_kwargs(),
         open=True,
         name="projections",
+        timeout=POOL_TIMEOUT_S,
     )
     projector = TenantProjector(
         projection_pool, store, catalog_projections(), group="catalog", events_table=EVENTS_TABLE

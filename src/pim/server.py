@@ -18,6 +18,7 @@ from typing import Any
 import uvicorn
 
 from pim.api.app import create_app
+from pim.api.transport import BoundedHttpToolsProtocol
 from pim.bootstrap import build_services
 from pim.infra.embedded import embedded_services
 from pim.settings import Settings
@@ -53,6 +54,7 @@ def _uvicorn_config(app: Any, settings: Settings, **extra: Any) -> uvicorn.Confi
         log_level=settings.log_level,
         access_log=settings.access_log,
         lifespan="on",
+        http=BoundedHttpToolsProtocol,
         **extra,
     )
     if settings.access_log:
@@ -267,6 +269,7 @@ def serve_workers(settings: Settings, workers: int, *, whole_service: bool = Fal
                 port=resolved.port,
                 log_level="warning",
                 access_log=False,
+                http=BoundedHttpToolsProtocol,
             )
         finally:
             ChildProcess.stop_all(children)

@@ -105,6 +105,8 @@ def decode_body(
             raise ApiError(
                 400, f"request body is not valid JSON: {syntax}", slug="malformed-json"
             ) from None
+        except UnicodeDecodeError:
+            raise _not_utf8() from None
         except RecursionError:
             raise _too_deep() from None
         errors = _every_field_error(document, type_, field_error_from_msgspec(str(exc)))
@@ -119,7 +121,7 @@ def decode_body(
             400, f"request body is not valid JSON: {exc}", slug="malformed-json"
         ) from None
     except UnicodeDecodeError:
-        raise ApiError(400, "request body is not valid UTF-8 JSON", slug="malformed-json") from None
+        raise _not_utf8() from None
     except RecursionError:
         raise _too_deep() from None
     # JSON spells NUL only as this escape; only then is the (rare) walk needed.
@@ -180,6 +182,10 @@ def first_nul(document: Any) -> str | None:
         elif isinstance(value, list):
             stack.extend((f"{path}[{i}]", item) for i, item in enumerate(value))
     return None
+
+
+def _not_utf8() -> ApiError:
+    return ApiError(400, "request body is not valid UTF-8 JSON", slug="malformed-json")
 
 
 def _too_deep() -> ApiError:

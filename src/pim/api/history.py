@@ -12,11 +12,13 @@ from litestar import Controller, Response, get, post
 from pim.api.bodies import decode_body
 from pim.api.http import (
     AnyRequest,
+    answer_for,
     context_of,
     if_match_version,
     path_uuid,
     query_params,
     reads_of,
+    recorded,
     respond,
     services_of,
 )
@@ -65,8 +67,15 @@ class ProductHistoryController(Controller):
         pid = path_uuid(product_id, "product")
         data = decode_body(await request.body(), request.headers.get("content-type"), RevertInput)
         assert data is not None
-        command = RevertProduct(ctx.actor, str(pid), data.version, if_match_version(request))
+        command = RevertProduct(
+            ctx.actor,
+            str(pid),
+            data.version,
+            if_match_version(request),
+            answer=answer_for(request, 200),
+        )
         outcome, _ = await to_thread.run_sync(services.bus.handle, command)
+        recorded(request, outcome.position)
         return respond(outcome.resource, 200)
 
 

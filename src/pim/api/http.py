@@ -9,11 +9,14 @@ from uuid import UUID
 import msgspec
 from litestar import Request, Response
 
+from pim.api.idempotency import claim_of, mark_recorded
 from pim.api.identity import RequestContext
 from pim.api.problems import ApiError
 from pim.api.reads import ReadSide
 from pim.bootstrap import Services
+from pim.commands.messages import Answer
 from pim.domain.errors import NotFound, PreconditionFailed
+from pim.infra.idempotency import Receipt
 from pim.queries.pages import InvalidQuery, Rendered, parse_natural
 
 API_PREFIX = "/api/v1/pim"
@@ -90,6 +93,31 @@ def query_params(request: AnyRequest) -> dict[str, str]:
 
 
 _encode_json = msgspec.json.Encoder().encode
+
+
+def answer_for(request: AnyRequest, status: int, **headers: str) -> Answer | None:
+    """How a write made by this request answers, if it carries an Idempotency-Key: the
+    write's transaction records it (``respond`` sends the same bytes)."""
+    claim = claim_of(request.scope)
+    if claim is None:
+        return None
+    extra = [[name.lower(), value] for name, value in headers.items()]
+
+    def answer(resource: dict[str, Any]) -> Receipt:
+        return Receipt(
+            claim,
+            status,
+            [["content-type", "application/json"], ["etag", etag(resource["version"])], *extra],
+            _encode_json(resource),
+        )
+
+    return answer
+
+
+def recorded(request: AnyRequest, position: int | None) -> None:
+    """The request's write (if it wrote: ``position``) recorded its answer."""
+    if position is not None and claim_of(request.scope) is not None:
+        mark_recorded(request.scope)
 
 
 def respond(view: Any, status: int, **headers: str) -> Response[Any]:

@@ -2,11 +2,22 @@
 
 Same key + same request within 24 h -> the first response replayed (2xx and 4xx are kept; a 5xx
 is forgotten so a retry can succeed); same key with another body or path -> 422; while the first
-is still running -> 409. Keys are per tenant and kept in PostgreSQL, so they survive restarts."""
+is still running -> 409. Keys are per tenant and kept in PostgreSQL.
+
+Crash safety (pim.infra.idempotency): the request claims its key (a fresh claim token and a
+short lease); a write records its answer in its own transaction while it holds the claim
+(the route marks the request ``recorded``); anything else is recorded here after the answer.
+After a crash between a write's commit and its answer, a retry replays the committed answer;
+a request that died before writing frees its key when its lease ends, and could not write
+after that anyway."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
+import logging
+import uuid
 from typing import Any
 
 import msgspec
@@ -27,45 +38,49 @@ from psycopg_pool import AsyncConnectionPool
 from pim.api.bodies import MAX_BODY_BYTES
 from pim.api.identity import RequestContext, header
 from pim.api.problems import ApiError
+from pim.infra.idempotency import LEASE_S, RETENTION, Claim
 
-IDEMPOTENCY_DDL = [
-    """CREATE TABLE IF NOT EXISTS idempotency_keys (
-        tenant_id uuid NOT NULL,
-        key text NOT NULL,
-        fingerprint text NOT NULL,
-        state text NOT NULL,
-        status_code integer,
-        response_headers jsonb,
-        response_body bytea,
-        created_at timestamptz NOT NULL DEFAULT now(),
-        locked_until timestamptz NOT NULL,
-        PRIMARY KEY (tenant_id, key)
-    )""",
-]
+log = logging.getLogger(__name__)
 
 MAX_KEY_LENGTH = 255
-RETENTION = "24 hours"
-# A request that has not finished after this long is presumed dead (its process crashed).
-IN_FLIGHT_LEASE = "5 minutes"
-_NOT_REPLAYED_HEADERS = frozenset({b"x-request-id", b"content-length", b"date", b"server"})
+# Headers of an answer that belong to one exchange, not to the answer (never replayed).
+NOT_REPLAYED_HEADERS = frozenset({b"x-request-id", b"content-length", b"date", b"server"})
+# Scope state: the request's claim, and whether its write recorded the answer.
+CLAIM = "idempotency_claim"
+RECORDED = "idempotency_recorded"
+FORGET_RETRY_S = 1.0
 
 _CLAIM = f"""
-INSERT INTO idempotency_keys (tenant_id, key, fingerprint, state, locked_until)
-VALUES (%s, %s, %s, 'in_flight', now() + interval '{IN_FLIGHT_LEASE}')
+INSERT INTO idempotency_keys (tenant_id, key, fingerprint, state, locked_until, claim)
+VALUES (%s, %s, %s, 'in_flight', now() + interval '{LEASE_S} seconds', %s)
 ON CONFLICT (tenant_id, key) DO UPDATE
 SET fingerprint = EXCLUDED.fingerprint, state = 'in_flight', status_code = NULL,
     response_headers = NULL, response_body = NULL, created_at = now(),
-    locked_until = EXCLUDED.locked_until
+    locked_until = EXCLUDED.locked_until, claim = EXCLUDED.claim
 WHERE idempotency_keys.created_at < now() - interval '{RETENTION}'
    OR (idempotency_keys.state = 'in_flight' AND idempotency_keys.locked_until < now())
 RETURNING 1
 """
 
 
+def claim_of(scope: Scope) -> Claim | None:
+    """The request's claim on its Idempotency-Key, if it sent one."""
+    found = scope.get("state", {}).get(CLAIM)
+    return found if isinstance(found, Claim) else None
+
+
+def mark_recorded(scope: Scope) -> None:
+    """The request's write recorded its answer (in the write's transaction)."""
+    scope.setdefault("state", {})[RECORDED] = True
+
+
 class IdempotencyMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
         self.pool: AsyncConnectionPool[AsyncConnection[Any]] | None = None
+        # Claims a failed request could not free (the database was down): freed later.
+        self._unfreed: set[Claim] = set()
+        self._freeing: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         key = header(scope, b"idempotency-key") if scope["type"] == ScopeType.HTTP else None
@@ -83,10 +98,11 @@ class IdempotencyMiddleware:
         fingerprint = hashlib.sha256(
             b"\n".join([scope["path"].encode(), scope.get("query_string", b""), body])
         ).hexdigest()
-        tenant = context.tenant_id
-        if not await self._claim(tenant, key, fingerprint):
-            await self._replay_or_refuse(tenant, key, fingerprint, send)
+        claim = Claim(context.tenant_id, key, str(uuid.uuid4()))
+        if not await self._claim(claim, fingerprint):
+            await self._replay_or_refuse(claim, fingerprint, send)
             return
+        scope.setdefault("state", {})[CLAIM] = claim
 
         captured: dict[str, Any] = {"status": 500, "headers": [], "body": []}
 
@@ -110,28 +126,12 @@ class IdempotencyMiddleware:
         try:
             await self.app(scope, replay_body, capture)
         except BaseException:
-            await self._forget(tenant, key)
+            await self._forget(claim)
             raise
         if captured["status"] >= 500:
-            await self._forget(tenant, key)
-            return
-        headers = [
-            [k.decode("latin-1"), v.decode("latin-1")]
-            for k, v in captured["headers"]
-            if k.lower() not in _NOT_REPLAYED_HEADERS
-        ]
-        async with self._pool().connection() as conn:
-            await conn.execute(
-                "UPDATE idempotency_keys SET state = 'done', status_code = %s,"
-                " response_headers = %s, response_body = %s WHERE tenant_id = %s AND key = %s",
-                (
-                    captured["status"],
-                    msgspec.json.encode(headers).decode(),
-                    b"".join(captured["body"]),
-                    tenant,
-                    key,
-                ),
-            )
+            await self._forget(claim)
+        elif not scope["state"].get(RECORDED):
+            await self._record(claim, captured)
 
     def _pool(self) -> AsyncConnectionPool[AsyncConnection[Any]]:
         assert self.pool is not None
@@ -154,25 +154,70 @@ class IdempotencyMiddleware:
                 break
         return b"".join(chunks)
 
-    async def _claim(self, tenant: str, key: str, fingerprint: str) -> bool:
+    async def _claim(self, claim: Claim, fingerprint: str) -> bool:
         async with self._pool().connection() as conn:
-            cur = await conn.execute(_CLAIM, (tenant, key, fingerprint))
+            cur = await conn.execute(_CLAIM, (claim.tenant_id, claim.key, fingerprint, claim.token))
             return await cur.fetchone() is not None
 
-    async def _forget(self, tenant: str, key: str) -> None:
+    async def _record(self, claim: Claim, captured: dict[str, Any]) -> None:
+        """The answer of a request that wrote nothing (a refusal, a no-op), while it still
+        holds its claim. Best effort: the answer was sent; if this fails, the key frees
+        itself when its lease ends and a retry runs the request again (it writes nothing)."""
+        headers = [
+            [k.decode("latin-1"), v.decode("latin-1")]
+            for k, v in captured["headers"]
+            if k.lower() not in NOT_REPLAYED_HEADERS
+        ]
+        try:
+            async with self._pool().connection() as conn:
+                await conn.execute(
+                    "UPDATE idempotency_keys SET state = 'done', status_code = %s,"
+                    " response_headers = %s, response_body = %s"
+                    " WHERE tenant_id = %s AND key = %s AND claim = %s AND state = 'in_flight'",
+                    (
+                        captured["status"],
+                        msgspec.json.encode(headers).decode(),
+                        b"".join(captured["body"]),
+                        claim.tenant_id,
+                        claim.key,
+                        claim.token,
+                    ),
+                )
+        except Exception as exc:
+            log.warning("answer for Idempotency-Key not recorded: %s", exc)
+
+    async def _forget(self, claim: Claim) -> None:
+        """Free the key of a request that failed (unless its write recorded an answer); if
+        the database is down, keep trying in the background."""
+        try:
+            await self._free(claim)
+        except Exception:
+            self._unfreed.add(claim)
+            if self._freeing is None or self._freeing.done():
+                self._freeing = asyncio.create_task(self._free_later())
+
+    async def _free(self, claim: Claim) -> None:
         async with self._pool().connection() as conn:
             await conn.execute(
-                "DELETE FROM idempotency_keys WHERE tenant_id = %s AND key = %s AND state ="
-                " 'in_flight'",
-                (tenant, key),
+                "DELETE FROM idempotency_keys WHERE tenant_id = %s AND key = %s"
+                " AND claim = %s AND state = 'in_flight'",
+                (claim.tenant_id, claim.key, claim.token),
             )
 
-    async def _replay_or_refuse(self, tenant: str, key: str, fingerprint: str, send: Send) -> None:
+    async def _free_later(self) -> None:
+        while self._unfreed:
+            await asyncio.sleep(FORGET_RETRY_S)
+            for claim in list(self._unfreed):
+                with contextlib.suppress(Exception):
+                    await self._free(claim)
+                    self._unfreed.discard(claim)
+
+    async def _replay_or_refuse(self, claim: Claim, fingerprint: str, send: Send) -> None:
         async with self._pool().connection() as conn:
             cur = await conn.execute(
                 "SELECT fingerprint, state, status_code, response_headers, response_body"
                 " FROM idempotency_keys WHERE tenant_id = %s AND key = %s",
-                (tenant, key),
+                (claim.tenant_id, claim.key),
             )
             row = await cur.fetchone()
         if row is None:  # expired and removed between our claim and this read: rare
@@ -189,6 +234,7 @@ class IdempotencyMiddleware:
                 409,
                 "a request with this Idempotency-Key is still in progress",
                 slug="idempotency-key-in-flight",
+                headers={"Retry-After": str(LEASE_S)},
             )
         raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
         raw_headers.append((b"idempotent-replayed", b"true"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -16,11 +17,13 @@ from litestar.response import File, Stream
 from pim.api.bodies import decode_body, field_error_from_msgspec
 from pim.api.http import (
     AnyRequest,
+    answer_for,
     context_of,
     next_link,
     path_uuid,
     query_params,
     reads_of,
+    recorded,
     resource_url,
     respond,
     services_of,
@@ -30,7 +33,7 @@ from pim.api.problems import ApiError
 from pim.domain.errors import FieldError, NotFound, ValidationFailed
 from pim.jobs.domain import BULK_TYPES, Job
 from pim.jobs.payloads import PAYLOAD_TYPES, ExportPayload, check_payload
-from pim.queries.jobs import JobView
+from pim.queries.jobs import JobView, job_view
 from pim.queries.pages import parse_limit
 
 
@@ -68,16 +71,18 @@ async def _accept(
     is readable; the dispatcher queues its work."""
     ctx, services = context_of(request), services_of(request)
     job = Job.create(ctx.actor, str(uuid4()), job_type, payload, dry_run=dry_run)
-    position = await to_thread.run_sync(services.jobs.save, job)
+    resource = msgspec.to_builtins(job_view(job))
+    location = resource_url(request, "bulk-jobs", job.job_id)
+    answer = answer_for(request, 202, Location=location)
+    position = await to_thread.run_sync(
+        partial(services.jobs.save, job, receipt=answer(resource) if answer else None)
+    )
+    recorded(request, position)
     if position is not None:
         await to_thread.run_sync(services.jobs_projector.wait_for, ctx.tenant_id, position)
     if services.job_queue is not None:  # a shortcut: the dispatcher queues it anyway
         await to_thread.run_sync(services.job_queue.send, ctx.tenant_id, job.job_id)
-    found = await reads_of(request).jobs.get(ctx.tenant_id, path_uuid(job.job_id, "job"))
-    if found is None:  # pragma: no cover - the wait above makes it visible
-        raise ApiError(503, "the job was accepted but is not readable yet; retry GET")
-    view, _ = found
-    return respond(view, 202, Location=resource_url(request, "bulk-jobs", view.id))
+    return respond(resource, 202, Location=location)
 
 
 class JobsController(Controller):

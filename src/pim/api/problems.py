@@ -7,6 +7,9 @@ from http import HTTPStatus
 from typing import Any
 
 import msgspec
+import psycopg
+import redis.exceptions
+from eventsourcing import persistence as es_persistence
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotAuthorizedException
 from litestar.types import ExceptionHandlersMap
@@ -19,6 +22,7 @@ from pim.domain.errors import (
     PreconditionFailed,
     ValidationFailed,
 )
+from pim.infra.idempotency import ClaimLost
 from pim.queries.pages import InvalidQuery
 
 log = logging.getLogger(__name__)
@@ -139,6 +143,30 @@ def _http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Response[b
     return problem_response(status, str(detail), headers=headers)
 
 
+# Seconds a client should wait before retrying while a dependency is unavailable.
+RETRY_AFTER_S = 2
+
+
+def _unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    """A dependency (PostgreSQL, Redis) is down or a wait for it timed out: nothing that
+    failed this way was written, so the client may retry (with its Idempotency-Key)."""
+    log.warning("%s %s: dependency unavailable: %s", request.method, request.url.path, exc)
+    return problem_response(
+        503,
+        "a service this request needs is unavailable; retry shortly",
+        slug="service-unavailable",
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
+
+
+def _claim_lost(_: Request[Any, Any, Any], exc: ClaimLost) -> Response[bytes]:
+    return problem_response(
+        409,
+        "another request took over this Idempotency-Key; nothing was written",
+        slug="idempotency-key-in-flight",
+    )
+
+
 def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem_response(
@@ -151,5 +179,13 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     DomainError: _domain_error,
     InvalidQuery: _invalid_query,
     HTTPException: _http_exception,
+    ClaimLost: _claim_lost,
+    # Outages: PostgreSQL (also through eventsourcing and the pools) or Redis.
+    psycopg.OperationalError: _unavailable,
+    psycopg.InterfaceError: _unavailable,
+    es_persistence.OperationalError: _unavailable,
+    es_persistence.InterfaceError: _unavailable,
+    redis.exceptions.ConnectionError: _unavailable,
+    redis.exceptions.TimeoutError: _unavailable,
     Exception: _unexpected,
 }

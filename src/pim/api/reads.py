@@ -11,6 +11,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from pim.bootstrap import Services, connection_kwargs
 from pim.domain.attribute import ATTRIBUTE_TYPES
+from pim.infra.database import POOL_TIMEOUT_S
 from pim.queries.audit import AuditQueries
 from pim.queries.entities import EntityQueries, column_uuid, doc_equals
 from pim.queries.history import HistoryQueries
@@ -57,6 +58,9 @@ def resource_queries(pool: AsyncConnectionPool[AsyncConnection[Any]]) -> dict[st
     }
 
 
+READ_STATEMENT_TIMEOUT_S = 15
+
+
 @dataclass
 class ReadSide:
     pool: AsyncConnectionPool[AsyncConnection[Any]]
@@ -73,9 +77,11 @@ class ReadSide:
             services.database_url,
             min_size=1,
             max_size=pool_size,
-            kwargs=connection_kwargs(),
+            # A read never takes long; one that does is cut off (a 503, not a hang).
+            kwargs=connection_kwargs(statement_timeout_s=READ_STATEMENT_TIMEOUT_S),
             open=False,
             name="reads",
+            timeout=POOL_TIMEOUT_S,
         )
         await pool.open(wait=True, timeout=30)
         redis_url = services.settings.redis_url or "redis://127.0.0.1:6379/0"

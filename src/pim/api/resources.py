@@ -17,12 +17,14 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CON
 from pim.api.bodies import decode_body
 from pim.api.http import (
     AnyRequest,
+    answer_for,
     context_of,
     if_match_version,
     next_link,
     path_uuid,
     query_params,
     reads_of,
+    recorded,
     resource_url,
     respond,
     services_of,
@@ -30,7 +32,7 @@ from pim.api.http import (
 from pim.api.inputs import READ_ONLY, provided_fields
 from pim.api.openapi import READ_RESPONSES, WRITE_RESPONSES, body_of
 from pim.api.problems import ApiError
-from pim.commands.messages import CreateEntity, DeleteEntity, UpdateEntity
+from pim.commands.messages import CreateEntity, DeleteEntity, UpdateEntity, new_id
 from pim.domain.errors import FieldError, NotFound
 from pim.queries.pages import InvalidQuery, Rendered, parse_limit, parse_natural
 from pim.queries.products import datetime_param
@@ -132,15 +134,19 @@ class ResourceEndpoints:
         values, nested = _values(
             self.r, await request.body(), request.headers.get("content-type"), creating=True
         )
+        entity_id = new_id()
+        location = _location(request, self.r, entity_id, pid)
         command = CreateEntity(
             actor=ctx.actor,
             entity_type=self.r.entity_type,
             values=values,
             parent_id=pid,
             variants=nested,
+            entity_id=entity_id,
+            answer=answer_for(request, HTTP_201_CREATED, Location=location),
         )
         outcome, _ = await to_thread.run_sync(services.bus.handle, command)
-        location = _location(request, self.r, outcome.entity_id, pid)
+        recorded(request, outcome.position)
         return respond(outcome.resource, HTTP_201_CREATED, Location=location)
 
     async def get(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import secrets
 from functools import partial
 from typing import Annotated, Any, Literal
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import msgspec
 from anyio import to_thread
@@ -16,12 +16,14 @@ from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 from pim.api.bodies import decode_body
 from pim.api.http import (
     AnyRequest,
+    answer_for,
     context_of,
     if_match_version,
     next_link,
     path_uuid,
     query_params,
     reads_of,
+    recorded,
     resource_url,
     respond,
     services_of,
@@ -116,6 +118,8 @@ class WebhookController(Controller):
             errors.append(FieldError("url", "invalid_url", str(exc)))
         if errors:
             raise ValidationFailed(errors)
+        webhook_id = uuid4()
+        location = resource_url(request, "webhooks", webhook_id)
         created = await store.create_webhook(
             reads_of(request).pool,
             ctx.tenant_id,
@@ -123,10 +127,11 @@ class WebhookController(Controller):
             events=events,
             secret=data.secret if data.secret is not None else secrets.token_urlsafe(32),
             created_by=ctx.actor.actor,
+            webhook_id=webhook_id,
+            answer=answer_for(request, HTTP_201_CREATED, Location=location),
         )
-        return respond(
-            created, HTTP_201_CREATED, Location=resource_url(request, "webhooks", created.id)
-        )
+        recorded(request, 0)
+        return respond(msgspec.to_builtins(created), HTTP_201_CREATED, Location=location)
 
     async def _webhook(self, request: AnyRequest, webhook_id: str) -> Webhook:
         hook = await store.get_webhook(

@@ -14,6 +14,10 @@ from uuid import UUID
 import jwt
 
 SCOPE_READ = "pim:read"
+# Claims that are dates: NumericDate (RFC 7519), a JSON number of seconds.
+NUMERIC_DATES = ("exp", "nbf", "iat")
+# A token longer than this is refused before any work on it (a real one is well under 2 KiB).
+MAX_TOKEN_BYTES = 8 * 1024
 SCOPE_WRITE = "pim:write"
 CACHE_SIZE = 4096  # verified tokens kept in memory
 SECRET_FILE = "jwt_secret"  # noqa: S105 - a file name, not a secret
@@ -92,6 +96,8 @@ class TokenVerifier:
     def verify(self, token: str) -> Principal:
         """The principal of a valid token; InvalidToken otherwise. Verified tokens are cached
         until they expire (clients reuse one token for many requests)."""
+        if len(token) > MAX_TOKEN_BYTES:
+            raise InvalidToken(f"token longer than {MAX_TOKEN_BYTES} bytes")
         cached = self._cache.get(token)
         if cached is not None:
             principal, expires_at = cached
@@ -132,6 +138,14 @@ class TokenVerifier:
             except (jwt.PyJWTError, ValueError, TypeError) as exc:
                 last_error = exc
                 continue
+            for name in NUMERIC_DATES:
+                value = claims.get(name)
+                # PyJWT reads a numeric string ("9999999999") as a date; the JWT spec says
+                # NumericDate, a JSON number.
+                if name in claims and (
+                    isinstance(value, bool) or not isinstance(value, int | float)
+                ):
+                    raise InvalidToken(f"token claim {name!r} must be a number")
             return self._principal(claims), float(claims["exp"])
         raise InvalidToken("invalid token") from last_error
 

@@ -118,8 +118,9 @@ def delete_in(uow: UnitOfWork, cmd: DeleteEntity) -> None:
 def handle_create(cmd: CreateEntity, store: EventStore) -> Outcome:
     uow = UnitOfWork(store, cmd.actor)
     entity = create_in(uow, cmd)
-    position = uow.commit()
-    return Outcome(cmd.entity_id, position, ENTITY_POLICIES[cmd.entity_type].resource(uow, entity))
+    resource = ENTITY_POLICIES[cmd.entity_type].resource(uow, entity)
+    position = uow.commit(cmd.answer(resource) if cmd.answer else None)
+    return Outcome(cmd.entity_id, position, resource)
 
 
 def handle_update(cmd: UpdateEntity, store: EventStore) -> Outcome:
@@ -161,5 +162,6 @@ def handle_revert(cmd: RevertProduct, store: EventStore) -> Outcome:
     if product.revert(cmd.actor, earlier):
         uow.touch(product)
         policy.on_update(uow, product, before)
-    position = uow.commit()
-    return Outcome(cmd.entity_id, position, policy.resource(uow, product))
+    resource = policy.resource(uow, product)
+    position = uow.commit(cmd.answer(resource) if cmd.answer else None)
+    return Outcome(cmd.entity_id, position, resource)

@@ -5,12 +5,17 @@ Every resource shares the same three commands; ``entity_type`` names the resourc
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import uuid4
 
 from pim.domain.context import Actor
+from pim.infra.idempotency import Receipt
+
+# The answer an idempotent request will give, from the resource as the command leaves it:
+# recorded in the write's transaction (see pim.infra.idempotency).
+Answer = Callable[[dict[str, Any]], Receipt]
 
 
 def new_id() -> str:
@@ -26,6 +31,7 @@ class CreateEntity:
     # Products only: variants created atomically with the product.
     variants: Sequence[Mapping[str, Any]] = ()
     entity_id: str = field(default_factory=new_id)
+    answer: Answer | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +59,7 @@ class RevertProduct:
     entity_id: str
     version: int
     expected_version: int | None = None
+    answer: Answer | None = None
 
 
 Command = CreateEntity | UpdateEntity | DeleteEntity | RevertProduct

@@ -18,6 +18,7 @@ from pim.domain.indexes import (
     unique_key_id,
 )
 from pim.eventstore import EventStore
+from pim.infra.idempotency import Receipt
 
 TEntity = TypeVar("TEntity", bound=Entity)
 
@@ -142,7 +143,7 @@ class UnitOfWork:
         self._loaded[entity.id] = entity
         self.touch(entity)
 
-    def commit(self) -> int | None:
+    def commit(self, receipt: Receipt | None = None) -> int | None:
         for full_id in self._new_children:
             # A list this command created is saved as its final state in one event, however
             # many children joined it meanwhile.
@@ -152,4 +153,4 @@ class UnitOfWork:
             compact = Children.start(self.actor, full_id, made.members, closed=made.closed)
             self._touched[full_id] = self._loaded[full_id] = compact
         self._new_children.clear()
-        return self.store.save(*self._touched.values())
+        return self.store.save(*self._touched.values(), receipt=receipt)

@@ -44,4 +44,5 @@ def format_price(amount: Decimal, exponent: int) -> str | None:
     quantized = amount.quantize(quantum)
     if quantized != amount:
         return None
-    return f"{quantized:f}"
+    # -0.00 is a price of 0.00, not a negative one.
+    return f"{abs(quantized) if quantized.is_zero() else quantized:f}"

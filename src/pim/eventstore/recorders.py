@@ -21,7 +21,6 @@ See docs/decisions/0018-per-tenant-log-order.md."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import weakref
@@ -31,10 +30,10 @@ from typing import Any
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresAggregateRecorder, PostgresApplicationRecorder
 from psycopg import sql
-from psycopg.pq import TransactionStatus
 
 from pim.domain.ids import tenant_of
 from pim.infra.database import advisory_lock_key
+from pim.infra.idempotency import Receipt, record_receipts
 
 log = logging.getLogger(__name__)
 
@@ -166,10 +165,17 @@ class TenantOrderedRecorder(PostgresApplicationRecorder):
         ).format(sql.Literal(f"{schema}.{self.events_table_name}"))
 
     def insert_events(
-        self, stored_events: Sequence[StoredEvent], *, notify: bool = True, **kwargs: Any
+        self,
+        stored_events: Sequence[StoredEvent],
+        *,
+        notify: bool = True,
+        receipts: Sequence[Receipt] = (),
+        **kwargs: Any,
     ) -> Sequence[int] | None:
-        """Append in one transaction; the positions given, in order. ``notify``: wake the
-        background runners (a writer that catches the views up itself need not)."""
+        """Append in one transaction; the positions given, in order. ``receipts``: answers to
+        idempotent requests, recorded in the same transaction (ClaimLost, and nothing
+        written, if a claim is no longer held). ``notify``: wake the background runners (a
+        writer that catches the views up itself need not)."""
         if not stored_events:
             return []
         tenants = sorted({tenant_of(str(e.originator_id)) for e in stored_events})
@@ -182,21 +188,15 @@ class TenantOrderedRecorder(PostgresApplicationRecorder):
                     (f"{int(self.datastore.lock_timeout)}s",),
                 )
                 self._bounded.add(conn)
-            if len(stored_events) < COPY_THRESHOLD:
-                rows = conn.execute(
-                    self._insert,
-                    (
-                        [append_lock_key(t) for t in tenants],
-                        [e.originator_id for e in stored_events],
-                        [e.originator_version for e in stored_events],
-                        [e.topic for e in stored_events],
-                        [e.state for e in stored_events],
-                    ),
-                    prepare=True,
-                ).fetchall()
-                positions = [int(row["notification_id"]) for row in rows]
+            if not receipts and len(stored_events) < COPY_THRESHOLD:
+                positions = self._insert_statement(conn, tenants, stored_events)
             else:
-                positions = self._copy_in_transaction(conn, tenants, stored_events)
+                with conn.transaction():
+                    record_receipts(conn, list(receipts))
+                    if len(stored_events) < COPY_THRESHOLD:
+                        positions = self._insert_statement(conn, tenants, stored_events)
+                    else:
+                        positions = self._copy_events(conn, tenants, stored_events)
             if notify:
                 try:
                     conn.execute(
@@ -207,50 +207,56 @@ class TenantOrderedRecorder(PostgresApplicationRecorder):
                     log.debug("notification after commit not sent: %s", exc)
         return positions
 
-    def _copy_in_transaction(
+    def _insert_statement(
         self, conn: Any, tenants: list[str], stored_events: Sequence[StoredEvent]
     ) -> list[int]:
-        """Big batches: BEGIN, the table's ROW EXCLUSIVE lock (before any position is drawn:
-        an older release appends under EXCLUSIVE), the tenants' locks (sorted), then COPY."""
-        prelude = sql.SQL(
-            "BEGIN; SET LOCAL lock_timeout = {}; LOCK TABLE {} IN ROW EXCLUSIVE MODE; {}"
-        ).format(
-            sql.Literal(f"{int(self.datastore.lock_timeout)}s"),
-            sql.Identifier(self.datastore.schema, self.events_table_name),
-            sql.SQL("; ").join(
-                sql.SQL("SELECT pg_advisory_xact_lock({})").format(sql.Literal(append_lock_key(t)))
-                for t in tenants
+        """The one-statement append (its own transaction unless the caller opened one)."""
+        rows = conn.execute(
+            self._insert,
+            (
+                [append_lock_key(t) for t in tenants],
+                [e.originator_id for e in stored_events],
+                [e.originator_version for e in stored_events],
+                [e.topic for e in stored_events],
+                [e.state for e in stored_events],
             ),
-        )
-        try:
-            with conn.cursor() as curs:
-                curs.execute(prelude)
-                positions = self._copy_events(curs, stored_events)
-        except BaseException:
-            if conn.info.transaction_status != TransactionStatus.UNKNOWN:
-                with contextlib.suppress(Exception):  # the first error is the one to see
-                    conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-        return positions
+            prepare=True,
+        ).fetchall()
+        return [int(row["notification_id"]) for row in rows]
 
-    def _copy_events(self, curs: Any, stored_events: Sequence[StoredEvent]) -> list[int]:
-        """Binary COPY for big batches (bulk jobs): positions drawn first (under the tenant
-        locks, so each tenant's are above all its earlier ones), then copied with the rows."""
-        curs.execute(self._draw_positions, (len(stored_events),))
-        positions = sorted(int(row["nextval"]) for row in curs.fetchall())
-        with curs.copy(self._copy) as copy:
-            copy.set_types(["int8", "text", "int8", "text", "bytea"])
-            for position, event in zip(positions, stored_events, strict=True):
-                copy.write_row(
-                    (
-                        position,
-                        event.originator_id,
-                        event.originator_version,
-                        event.topic,
-                        event.state,
-                    )
+    def _copy_events(
+        self, conn: Any, tenants: list[str], stored_events: Sequence[StoredEvent]
+    ) -> list[int]:
+        """Binary COPY for big batches (bulk jobs), in the caller's transaction: the table's
+        ROW EXCLUSIVE lock first (before any position is drawn: an older release appends
+        under EXCLUSIVE), the tenants' locks (sorted), then positions drawn (so each
+        tenant's are above all its earlier ones) and copied with the rows."""
+        with conn.cursor() as curs:
+            curs.execute(
+                sql.SQL("LOCK TABLE {} IN ROW EXCLUSIVE MODE; {}").format(
+                    sql.Identifier(self.datastore.schema, self.events_table_name),
+                    sql.SQL("; ").join(
+                        sql.SQL("SELECT pg_advisory_xact_lock({})").format(
+                            sql.Literal(append_lock_key(t))
+                        )
+                        for t in tenants
+                    ),
                 )
+            )
+            curs.execute(self._draw_positions, (len(stored_events),))
+            positions = sorted(int(row["nextval"]) for row in curs.fetchall())
+            with curs.copy(self._copy) as copy:
+                copy.set_types(["int8", "text", "int8", "text", "bytea"])
+                for position, event in zip(positions, stored_events, strict=True):
+                    copy.write_row(
+                        (
+                            position,
+                            event.originator_id,
+                            event.originator_version,
+                            event.topic,
+                            event.state,
+                        )
+                    )
         return positions
 
 
@@ -267,8 +273,14 @@ class GlobalOrderedRecorder(PostgresApplicationRecorder):
         )
 
     def insert_events(
-        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+        self,
+        stored_events: Sequence[StoredEvent],
+        *,
+        receipts: Sequence[Receipt] = (),
+        **kwargs: Any,
     ) -> Sequence[int] | None:
+        """Append in one transaction, recording ``receipts`` in it (see
+        TenantOrderedRecorder)."""
         if not stored_events:
             return []
         lock_and_notify = sql.SQL(
@@ -281,6 +293,7 @@ class GlobalOrderedRecorder(PostgresApplicationRecorder):
             channel=sql.Identifier(self.channel_name),
         )
         with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
+            record_receipts(conn, list(receipts))
             curs.execute(lock_and_notify)
             PostgresAggregateRecorder._insert_stored_events(self, curs, stored_events)
             return [row["notification_id"] for row in curs.fetchall()]

@@ -20,6 +20,7 @@ from pim.domain.errors import NotFound
 from pim.domain.ids import aggregate_id, tenant_of
 from pim.eventstore.snapshots import SNAPSHOT_EVERY, StateSnapshot, snapshot_schema
 from pim.infra.group_commit import GroupCommit
+from pim.infra.idempotency import Receipt
 
 log = logging.getLogger(__name__)
 
@@ -47,17 +48,23 @@ class EventStore:
         # One group commit per tenant: saves of one tenant share a transaction (they take
         # turns on its append lock anyway); different tenants' saves never wait on each
         # other. Kept while in use, dropped when idle.
-        self._groups: weakref.WeakValueDictionary[str, GroupCommit[StoredEvent]] = (
+        self._groups: weakref.WeakValueDictionary[str, GroupCommit[StoredEvent | Receipt]] = (
             weakref.WeakValueDictionary()
         )
         self._groups_lock = threading.Lock()
 
-    def _insert(self, stored: Sequence[StoredEvent]) -> Sequence[int]:
+    def _insert(self, items: Sequence[StoredEvent | Receipt]) -> Sequence[int]:
+        """One transaction for the events and receipts of the saves grouped together; one
+        position per item, in order (0 for a receipt)."""
+        stored = [i for i in items if isinstance(i, StoredEvent)]
+        receipts = [i for i in items if isinstance(i, Receipt)]
+        options: dict[str, Any] = {"receipts": receipts} if receipts else {}
         if not self.notify_runners:
-            return self.app.recorder.insert_events(stored, notify=False) or []
-        return self.app.recorder.insert_events(stored) or []
+            options["notify"] = False
+        positions = iter(self.app.recorder.insert_events(stored, **options) or [])
+        return [0 if isinstance(i, Receipt) else next(positions) for i in items]
 
-    def _group(self, tenant_id: str) -> GroupCommit[StoredEvent]:
+    def _group(self, tenant_id: str) -> GroupCommit[StoredEvent | Receipt]:
         with self._groups_lock:
             group = self._groups.get(tenant_id)
             if group is None:
@@ -152,8 +159,10 @@ class EventStore:
         snapshot = self.decode(originator_id, version, topic, bytes(state))
         return snapshot.mutate(None)
 
-    def save(self, *aggregates: Any) -> int | None:
+    def save(self, *aggregates: Any, receipt: Receipt | None = None) -> int | None:
         """Save atomically; the log position of the last event, or None if nothing changed.
+        ``receipt``: the answer to the idempotent request making this write, recorded in
+        the same transaction (ClaimLost, and nothing saved, if its claim is gone).
 
         What ``Application.save`` does here (no snapshots, no cache), minus what costs and is
         not used: runtime protocol checks per aggregate and a Recording object per event
@@ -178,7 +187,7 @@ class EventStore:
             return None
         tenants = {tenant_of(str(s.originator_id)) for s in stored}
         group = self._group(tenants.pop() if len(tenants) == 1 else "")
-        positions = group.write(stored)
+        positions = group.write([*stored, receipt] if receipt is not None else stored)
         if due:
             self._write_snapshots(due)
         return max(positions) if positions else None

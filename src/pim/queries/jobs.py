@@ -12,7 +12,7 @@ from psycopg import AsyncConnection, sql
 from psycopg_pool import AsyncConnectionPool
 
 from pim.eventstore import EVENTS_TABLE, EventStore
-from pim.jobs.domain import JOB_STATUSES, JOB_TYPES, result_url
+from pim.jobs.domain import JOB_STATUSES, JOB_TYPES, Job, result_url
 from pim.jobs.progress import JobProgress, progress_id
 from pim.queries.pages import CreatedKey, InvalidQuery, decode_cursor, encode_cursor
 
@@ -36,6 +36,29 @@ class JobView(msgspec.Struct, kw_only=True):
     position: int | None
     version: int
     updated_at: datetime
+
+
+def job_view(job: Job) -> JobView:
+    """A job as its record in the jobs view shows it (what the job itself knows)."""
+    return JobView(
+        id=UUID(job.job_id),
+        type=job.job_type,
+        status=job.status,
+        dry_run=job.dry_run,
+        total_items=job.total_items,
+        processed_items=job.processed_items,
+        succeeded_items=job.succeeded_items,
+        failed_items=job.failed_items,
+        created_at=job.created_on,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        created_by=job.created_by,
+        error=job.error,
+        result_url=result_url(job.job_id, job.job_type, job.status),
+        position=None,
+        version=job.version,
+        updated_at=job.modified_on,
+    )
 
 
 _COLUMNS = sql.SQL(

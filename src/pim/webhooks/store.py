@@ -6,6 +6,7 @@ announces was committed. Every query names the tenant."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
@@ -16,6 +17,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from pim.domain.errors import PreconditionFailed
+from pim.infra.idempotency import Receipt, record_receipts_async
 from pim.queries.pages import CreatedKey, decode_cursor, encode_cursor
 from pim.webhooks.targets import shown
 
@@ -147,6 +149,22 @@ def _delivery(row: tuple[Any, ...]) -> WebhookDelivery:
     )
 
 
+def new_webhook(
+    *, url: str, events: list[str], secret: str, webhook_id: UUID | None = None
+) -> CreatedWebhook:
+    """A webhook about to be registered, as its create response shows it."""
+    now = datetime.now(UTC)
+    return CreatedWebhook(
+        id=webhook_id or uuid4(),
+        url=shown(url),
+        events=events,
+        version=1,
+        created_at=now,
+        updated_at=now,
+        secret=secret,
+    )
+
+
 async def create_webhook(
     pool: AsyncPool,
     tenant_id: str,
@@ -155,17 +173,30 @@ async def create_webhook(
     events: list[str],
     secret: str,
     created_by: str,
+    webhook_id: UUID | None = None,
+    answer: Callable[[dict[str, Any]], Receipt] | None = None,
 ) -> CreatedWebhook:
-    async with pool.connection() as conn:
-        cur = await conn.execute(
-            "INSERT INTO webhooks (tenant_id, id, url, events, secret, created_by, updated_at)"
-            f" VALUES (%s, %s, %s, %s, %s, %s, now()) RETURNING {_WEBHOOK_COLUMNS}",
-            (tenant_id, uuid4(), url, events, secret, created_by),
+    """Register a webhook; ``answer`` makes the idempotent request's answer from it, which
+    is recorded in the same transaction."""
+    hook = new_webhook(url=url, events=events, secret=secret, webhook_id=webhook_id)
+    async with pool.connection() as conn, conn.transaction():
+        if answer is not None:
+            await record_receipts_async(conn, [answer(msgspec.to_builtins(hook))])
+        await conn.execute(
+            "INSERT INTO webhooks (tenant_id, id, url, events, secret, created_by, created_at,"
+            " updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            (
+                tenant_id,
+                hook.id,
+                url,
+                hook.events,
+                hook.secret,
+                created_by,
+                hook.created_at,
+                hook.updated_at,
+            ),
         )
-        row = await cur.fetchone()
-    assert row is not None
-    hook = _webhook(row)
-    return CreatedWebhook(**msgspec.structs.asdict(hook), secret=secret)
+    return hook
 
 
 async def list_webhooks(
