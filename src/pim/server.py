@@ -19,18 +19,38 @@ import uvicorn
 
 from pim.api.app import create_app
 from pim.api.transport import BoundedHttpToolsProtocol
-from pim.bootstrap import build_services
-from pim.infra.embedded import embedded_services
+from pim.bootstrap import Services, build_services
+from pim.infra.database import UNAVAILABLE_ERRORS, log_failure
+from pim.infra.deadline import StopDeadline
+from pim.infra.embedded import EmbeddedServices, embedded_services
 from pim.settings import Settings
 from pim.worker import start_job_process, start_main
 
 log = logging.getLogger(__name__)
 
 
+# Stopping (SIGTERM/SIGINT) within 15 s in every state, outages included: the API finishes
+# the requests in hand within API_GRACE_S while the background children stop side by side;
+# a child exits by CHILD_STOP_S whatever it waits for; ``pim serve`` by SERVE_STOP_S, killing
+# what is left (children, owned embedded servers) first.
+API_GRACE_S = 4
+CHILD_STOP_S = 7.0
+SERVE_STOP_S = 14.0
+
+
 class _Server(uvicorn.Server):
     """uvicorn re-raises SIGINT/SIGTERM after a graceful shutdown, which would kill the process
     before our cleanup (closing pools, stopping embedded PostgreSQL and Redis) runs. Here the
-    signal only asks the server to exit; the caller's ``finally`` blocks then run."""
+    signal only asks the server to exit (and calls ``on_stop``); the caller's ``finally``
+    blocks then run."""
+
+    def __init__(self, config: uvicorn.Config, on_stop: Callable[[], None]) -> None:
+        super().__init__(config)
+        self.on_stop = on_stop
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        self.on_stop()
+        super().handle_exit(sig, frame)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -55,6 +75,7 @@ def _uvicorn_config(app: Any, settings: Settings, **extra: Any) -> uvicorn.Confi
         access_log=settings.access_log,
         lifespan="on",
         http=BoundedHttpToolsProtocol,
+        timeout_graceful_shutdown=API_GRACE_S,
         **extra,
     )
     if settings.access_log:
@@ -73,7 +94,7 @@ class ChildProcess:
     so a neighbour's import never slows the API's answers (decision 0018)."""
 
     RESTART_DELAY_S = 1.0
-    STOP_TIMEOUT_S = 10.0
+    STOP_TIMEOUT_S = CHILD_STOP_S + 1  # a child exits by CHILD_STOP_S on its own
 
     def __init__(self, resolved: Settings, *command: str, nice: int = 0) -> None:
         self.command = command
@@ -134,6 +155,13 @@ class ChildProcess:
         child.terminate()
         return child
 
+    def kill(self) -> None:
+        with self._lock:
+            self._stop.set()
+            child = self._child
+        if child is not None and child.poll() is None:
+            child.kill()
+
     @classmethod
     def stop_all(cls, children: list[ChildProcess]) -> None:
         """Stop children side by side: SIGTERM to all, then SIGKILL what has not exited."""
@@ -145,6 +173,17 @@ class ChildProcess:
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
+
+    @classmethod
+    def kill_all(cls, children: list[ChildProcess]) -> None:
+        for child in children:
+            child.kill()
+
+    @classmethod
+    def terminate_all(cls, children: list[ChildProcess]) -> None:
+        """Ask every child to stop now (SIGTERM), without waiting."""
+        for child in children:
+            child.terminate()
 
 
 def background_children(resolved: Settings) -> list[ChildProcess]:
@@ -159,18 +198,49 @@ def background_children(resolved: Settings) -> list[ChildProcess]:
 def serve(settings: Settings, *, whole_service: bool = True) -> None:
     """The HTTP API on PIM_HOST:PIM_PORT; with ``whole_service`` also the projection runner
     and the job worker (child processes). Embedded PostgreSQL/Redis when no URLs are
-    configured."""
-    with embedded_services(settings) as resolved:
-        services = build_services(resolved, api=True)
+    configured, supervised: restarted if they die."""
+    deadline = StopDeadline(SERVE_STOP_S)
+    with _stop_signals_raise(deadline), EmbeddedServices(settings, supervise=True) as embedded:
+        resolved = embedded.settings
         children = background_children(resolved) if whole_service else []
+        deadline.on_expiry(lambda: ChildProcess.kill_all(children))
+        deadline.on_expiry(embedded.kill)
+
+        def on_stop() -> None:
+            deadline.arm()
+            ChildProcess.terminate_all(children)  # they stop while the API drains
+
+        services = build_services(resolved, api=True)
         try:
             for child in children:
                 child.start()
-            server = _Server(_uvicorn_config(create_app(services), resolved))
+            server = _Server(_uvicorn_config(create_app(services), resolved), on_stop)
             server.run()
         finally:
+            deadline.arm()
             ChildProcess.stop_all(children)
             services.close()
+
+
+@contextlib.contextmanager
+def _stop_signals_raise(deadline: StopDeadline) -> Iterator[None]:
+    """Outside uvicorn's own handling (starting, stopping), the first SIGTERM/SIGINT unwinds
+    the process in order (SystemExit through the ``finally`` blocks) and starts the stop
+    deadline; later ones only let the deadline run (cleanup is not interrupted)."""
+
+    def handle(signum: int, frame: Any) -> None:
+        first = not deadline.requested.is_set()
+        deadline.arm()
+        if first:
+            raise SystemExit(0)
+
+    handled = (signal.SIGINT, signal.SIGTERM)
+    original = {sig: signal.signal(sig, handle) for sig in handled}
+    try:
+        yield
+    finally:
+        for sig, handler in original.items():
+            signal.signal(sig, handler)
 
 
 PARENT_PID_ENV = "PIM_PARENT_PID"
@@ -181,9 +251,16 @@ PARENT_CHECK_S = 1.0
 
 def _stop_on_signal_or_parent_exit(on_stop: Callable[[], None]) -> None:
     """Call ``on_stop`` on SIGTERM/SIGINT, or once the process that started us
-    (PIM_PARENT_PID, set by ``pim serve`` for its children) is gone."""
-    signal.signal(signal.SIGTERM, lambda *_: on_stop())
-    signal.signal(signal.SIGINT, lambda *_: on_stop())
+    (PIM_PARENT_PID, set by ``pim serve`` for its children) is gone; either way the process
+    exits within CHILD_STOP_S, even if what it waits for never answers."""
+    deadline = StopDeadline(CHILD_STOP_S)
+
+    def stop() -> None:
+        deadline.arm()
+        on_stop()
+
+    signal.signal(signal.SIGTERM, lambda *_: stop())
+    signal.signal(signal.SIGINT, lambda *_: stop())
     parent = int(os.environ.get(PARENT_PID_ENV) or 0)
     if not parent:
         return
@@ -192,9 +269,23 @@ def _stop_on_signal_or_parent_exit(on_stop: Callable[[], None]) -> None:
         while os.getppid() == parent:
             time.sleep(PARENT_CHECK_S)
         log.warning("parent process %s is gone; stopping", parent)
-        on_stop()
+        stop()
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _build_when_reachable(
+    resolved: Settings, stop: threading.Event, **options: bool
+) -> Services | None:
+    """Services for a background process, waiting for PostgreSQL if it is down (an outage,
+    a restart) instead of dying and being restarted; None if asked to stop meanwhile."""
+    while not stop.is_set():
+        try:
+            return build_services(resolved, **options)
+        except UNAVAILABLE_ERRORS as exc:
+            log_failure(log, "starting; retrying in 1s", exc)
+            stop.wait(1.0)
+    return None
 
 
 def run_worker(settings: Settings, *, threads: int = 4, processes: int | None = None) -> None:
@@ -202,9 +293,11 @@ def run_worker(settings: Settings, *, threads: int = 4, processes: int | None = 
     process, and ``processes`` job processes (children, supervised), until SIGINT/SIGTERM
     (or, as the child of ``pim serve``, until that process is gone)."""
     with embedded_services(settings) as resolved:
-        services = build_services(resolved)
         stop = threading.Event()
         _stop_on_signal_or_parent_exit(stop.set)
+        services = _build_when_reachable(resolved, stop)
+        if services is None:
+            return
         services.jobs_projector.start_background(services.database_url)
         worker = start_main(services, threads=threads)
         count = resolved.job_processes if processes is None else processes
@@ -224,9 +317,11 @@ def run_job_process(settings: Settings) -> None:
     with its parent, even one killed outright (a job is resumable, never half-applied)."""
     _die_with_parent()
     with embedded_services(settings) as resolved:
-        services = build_services(resolved, migrate=False)
         stop = threading.Event()
         _stop_on_signal_or_parent_exit(stop.set)
+        services = _build_when_reachable(resolved, stop, migrate=False)
+        if services is None:
+            return
         worker = start_job_process(services)
         try:
             stop.wait()
@@ -252,7 +347,7 @@ def serve_workers(settings: Settings, workers: int, *, whole_service: bool = Fal
     """The API in several processes (uvicorn workers); the parent owns embedded servers.
     With ``whole_service`` the parent also runs the projection runner and a job worker as
     child processes (``pim serve --workers N`` is the whole service, like ``pim serve``)."""
-    with embedded_services(settings) as resolved:
+    with embedded_services(settings, supervise=True) as resolved:
         # Migrate once in the parent, then hand resolved URLs to the workers.
         build_services(resolved).close()
         os.environ["PIM_DATABASE_URL"] = resolved.database_url or ""
@@ -270,6 +365,7 @@ def serve_workers(settings: Settings, workers: int, *, whole_service: bool = Fal
                 log_level="warning",
                 access_log=False,
                 http=BoundedHttpToolsProtocol,
+                timeout_graceful_shutdown=API_GRACE_S,
             )
         finally:
             ChildProcess.stop_all(children)
@@ -285,9 +381,21 @@ def run_projections(settings: Settings) -> None:
     """The projection runner alone, until SIGINT/SIGTERM (or, as the child of ``pim serve``,
     until that process is gone)."""
     with embedded_services(settings) as resolved:
-        services = build_services(resolved)
-        _stop_on_signal_or_parent_exit(services.projector.stop)
+        stop = threading.Event()
+        running: list[Services] = []
+
+        def on_stop() -> None:
+            stop.set()
+            for services in running:
+                services.projector.stop()
+
+        _stop_on_signal_or_parent_exit(on_stop)
+        services = _build_when_reachable(resolved, stop)
+        if services is None:
+            return
+        running.append(services)
         try:
-            services.projector.run_forever(services.database_url)
+            if not stop.is_set():
+                services.projector.run_forever(services.database_url)
         finally:
             services.close()

@@ -7,9 +7,7 @@ from http import HTTPStatus
 from typing import Any
 
 import msgspec
-import psycopg
 import redis.exceptions
-from eventsourcing import persistence as es_persistence
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotAuthorizedException
 from litestar.types import ExceptionHandlersMap
@@ -22,6 +20,7 @@ from pim.domain.errors import (
     PreconditionFailed,
     ValidationFailed,
 )
+from pim.infra.database import UNAVAILABLE_ERRORS
 from pim.infra.idempotency import ClaimLost
 from pim.queries.pages import InvalidQuery
 
@@ -148,8 +147,9 @@ RETRY_AFTER_S = 2
 
 
 def _unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
-    """A dependency (PostgreSQL, Redis) is down or a wait for it timed out: nothing that
-    failed this way was written, so the client may retry (with its Idempotency-Key)."""
+    """A dependency (PostgreSQL, Redis) is down or a wait for it timed out. The client may
+    retry: with its Idempotency-Key, a write that did commit before the failure is replayed,
+    never made twice."""
     log.warning("%s %s: dependency unavailable: %s", request.method, request.url.path, exc)
     return problem_response(
         503,
@@ -181,10 +181,7 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     HTTPException: _http_exception,
     ClaimLost: _claim_lost,
     # Outages: PostgreSQL (also through eventsourcing and the pools) or Redis.
-    psycopg.OperationalError: _unavailable,
-    psycopg.InterfaceError: _unavailable,
-    es_persistence.OperationalError: _unavailable,
-    es_persistence.InterfaceError: _unavailable,
+    **dict.fromkeys(UNAVAILABLE_ERRORS, _unavailable),
     redis.exceptions.ConnectionError: _unavailable,
     redis.exceptions.TimeoutError: _unavailable,
     Exception: _unexpected,

@@ -87,7 +87,7 @@ class ReadSide:
         redis_url = services.settings.redis_url or "redis://127.0.0.1:6379/0"
         return cls(
             pool=pool,
-            redis=aioredis.Redis.from_url(redis_url, socket_timeout=2),
+            redis=aioredis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2),
             resources=resource_queries(pool),
             audit=AuditQueries(pool, services.store),
             insights=InsightQueries(pool),

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import psycopg
+from eventsourcing import persistence as es_persistence
 from psycopg.conninfo import conninfo_to_dict
 
 # Serialises schema creation when several processes start at once.
@@ -15,6 +17,26 @@ MIGRATION_LOCK_KEY = 7_201_501
 # Seconds a request waits for a pooled connection, or for a new one to connect, before it
 # answers 503 (PostgreSQL is down or saturated).
 POOL_TIMEOUT_S = 2
+
+
+# What PostgreSQL being down, restarting or unreachable raises (through psycopg directly or
+# through eventsourcing's recorders): an outage, answered 503 and retried, not a bug.
+UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    es_persistence.OperationalError,
+    es_persistence.InterfaceError,
+)
+
+
+def log_failure(logger: logging.Logger, what: str, exc: BaseException) -> None:
+    """Log a failed attempt that will be retried: one line for an outage (the database is
+    down; a traceback per retry says nothing more), a traceback for anything else."""
+    if isinstance(exc, UNAVAILABLE_ERRORS):
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        logger.warning("%s: database unavailable (%s)", what, reason)
+    else:
+        logger.error("%s", what, exc_info=exc)
 
 
 def advisory_lock_key(name: str) -> int:

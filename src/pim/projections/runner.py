@@ -29,7 +29,7 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 from pim.eventstore import EventStore
-from pim.infra.database import advisory_lock_key
+from pim.infra.database import advisory_lock_key, log_failure
 from pim.projections.base import Projection, without_nul
 from pim.projections.statements import Statements
 
@@ -146,8 +146,8 @@ class Projector(ABC):
             try:
                 if self.known(scope) < position:
                     self._catch_up_locked(scope, until=position, lock_timeout=remaining)
-            except Exception:  # a runner will retry; the write stands
-                log.exception("projection catch-up failed")
+            except Exception as exc:  # a runner will retry; the write stands
+                log_failure(log, "projection catch-up failed", exc)
                 return self.known(scope) >= position
             finally:
                 local.release()
@@ -307,10 +307,10 @@ class GlobalProjector(Projector):
                         for _ in listener.notifies(timeout=0):
                             pass
                         self.catch_up(GLOBAL)
-            except Exception:
+            except Exception as exc:
                 if self._stop.is_set():
                     break
-                log.exception("projection runner %s failed; restarting in 1s", self.group)
+                log_failure(log, f"projection runner {self.group} failed; restarting in 1s", exc)
                 self._stop.wait(1.0)
 
 

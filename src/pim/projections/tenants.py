@@ -37,7 +37,7 @@ from psycopg import sql
 
 from pim.eventstore import PARTITIONS, tenant_partition
 from pim.eventstore.recorders import heads_table_name
-from pim.infra.database import advisory_lock_key
+from pim.infra.database import advisory_lock_key, log_failure
 from pim.projections.base import rendered
 from pim.projections.runner import POLL_INTERVAL_S, SETTLE_S, Projector, Row, _timeout_ms
 from pim.projections.statements import Statements
@@ -258,10 +258,10 @@ class TenantProjector(Projector):
                     database_url, autocommit=True, application_name=runner_name()
                 ) as listener:
                     self._serve(listener)
-            except Exception:
+            except Exception as exc:
                 if self._stop.is_set():
                     break
-                log.exception("projection runner failed; restarting in 1s")
+                log_failure(log, "projection runner failed; restarting in 1s", exc)
                 self._stop.wait(1.0)
 
     def _serve(self, listener: psycopg.Connection[Any]) -> None:
