@@ -1,4 +1,4 @@
-"""Who is calling: token verification, tenant/org headers and scopes, as API.md specifies.
+"""Who is calling: token verification, tenant/org headers and scopes, as the API contract specifies.
 
 401: missing/malformed/expired/badly signed token (with ``WWW-Authenticate: Bearer``);
 400: missing or non-UUID ``X-Tenant-ID`` / ``X-Org-ID``;

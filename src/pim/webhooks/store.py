@@ -43,7 +43,7 @@ WEBHOOKS_DDL: list[str] = [
         created_by text NOT NULL,
         PRIMARY KEY (tenant_id, id)
     )""",
-    # Resource shape (API.md): a webhook is never changed, so it stays at version 1; the
+    # Resource shape (the API contract): a webhook is never changed, so it stays at version 1; the
     # columns are added to tables made before they existed.
     "ALTER TABLE webhooks ADD COLUMN IF NOT EXISTS version integer NOT NULL DEFAULT 1",
     "ALTER TABLE webhooks ADD COLUMN IF NOT EXISTS updated_at timestamptz",
