@@ -11,7 +11,7 @@ import msgspec
 from psycopg import AsyncConnection, sql
 from psycopg_pool import AsyncConnectionPool
 
-from pim.projections.validation import SEVERITY
+from pim.domain.validation import SEVERITY
 from pim.queries.pages import InvalidQuery, decode_cursor, encode_cursor
 
 
