@@ -10,7 +10,6 @@ from typing import Any
 import msgspec
 
 from pim.bootstrap import build_services
-from pim.commands.handlers import handle_create, handle_update
 from pim.commands.messages import CreateEntity, UpdateEntity
 from pim.domain.context import Actor
 from pim.domain.indexes import Children, children_id
@@ -28,18 +27,17 @@ def test_a_batch_loaded_ahead_is_redone_when_an_item_changed_meanwhile(
     )
     services = build_services(settings)
     try:
-        store = services.store
+        store, bus = services.store, services.bus
         actor = Actor(str(uuid.uuid4()), str(uuid.uuid4()), "tester", None, "req-1")
         product_id = str(uuid.uuid4())
-        handle_create(
+        bus.handle(
             CreateEntity(
                 actor,
                 "product",
                 {"title": "Lamp"},
                 variants=[{"sku": "LAMP-1", "price": "10.00", "currency": "EUR"}],
                 entity_id=product_id,
-            ),
-            store,
+            )
         )
         children = store.find(children_id(actor.tenant_id, product_id))
         assert isinstance(children, Children)
@@ -49,16 +47,14 @@ def test_a_batch_loaded_ahead_is_redone_when_an_item_changed_meanwhile(
             {"product_ids": [product_id], "price": {"op": "multiply", "value": "2"}},
             BulkUpdatePayload,
         )
-        work = bulk.update_items(actor, payload, [product_id])
-        prepared = bulk.prepare_batch(store, actor, work, 0, 1)
+        job_id = str(uuid.uuid4())
+        work = bulk.update_items(actor, job_id, payload, [product_id])
+        prepared = bulk.prepare_batch(bus, actor, work, 0, 1)
         # Meanwhile someone reprices the variant: the prepared batch holds 10.00.
-        handle_update(
-            UpdateEntity(actor, "variant", variant_id, {"price": "20.00"}, parent_id=product_id),
-            store,
+        bus.handle(
+            UpdateEntity(actor, "variant", variant_id, {"price": "20.00"}, parent_id=product_id)
         )
-        bulk.apply_batch(
-            store, actor, str(uuid.uuid4()), work, 0, 1, dry_run=False, prepared=prepared
-        )
+        bulk.apply_batch(bus, actor, job_id, work, 0, 1, dry_run=False, prepared=prepared)
         variant = store.load(Variant, actor, variant_id)
         assert variant.fields["price"] == "40.00"  # 20.00 x 2, not 10.00 x 2
         assert variant.version == 3  # created, repriced by hand, multiplied once

@@ -16,14 +16,13 @@ from pim.domain.indexes import Children, children_id
 from pim.domain.product import Product
 from pim.eventstore import (
     SNAPSHOT_EVERY,
-    SNAPSHOTS_DDL,
-    SNAPSHOTS_TABLE,
     CatalogApplication,
     EventStore,
     StateSnapshot,
     snapshot_schema,
 )
 from pim.infra.database import eventsourcing_env, run_ddl
+from pim.infra.schema import SNAPSHOTS_DDL, SNAPSHOTS_TABLE
 
 ACTOR = Actor(str(uuid.uuid4()), str(uuid.uuid4()), "snapshot-test", None, "req-1")
 

@@ -25,9 +25,10 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from pim.api.webhooks import EventType
+from pim.infra.schema import WEBHOOKS_DDL
 from pim.webhooks import store, targets
 from pim.webhooks.delivery import MAX_ATTEMPTS, USER_AGENT, DeliveryFailed, deliver
-from pim.webhooks.store import EVENT_TYPES, WEBHOOKS_DDL, record_event
+from pim.webhooks.store import EVENT_TYPES, record_event
 from pim.webhooks.targets import UnsafeTarget, check_target
 from tests.conftest import Service, Tenant, assert_problem
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 from psycopg_pool import ConnectionPool
@@ -13,66 +12,28 @@ from pim.commands.bus import CommandBus
 from pim.eventstore import (
     EVENTS_TABLE,
     JOBS_EVENTS_TABLE,
-    SNAPSHOTS_DDL,
-    SNAPSHOTS_TABLE,
     CatalogApplication,
     EventStore,
     JobsApplication,
 )
 from pim.eventstore.recorders import backfill_heads
-from pim.infra.database import POOL_TIMEOUT_S, eventsourcing_env, migration_lock, run_ddl
-from pim.infra.idempotency import IDEMPOTENCY_DDL
+from pim.infra.database import (
+    POOL_TIMEOUT_S,
+    connection_kwargs,
+    eventsourcing_env,
+    migration_lock,
+    run_ddl,
+)
+from pim.infra.schema import SERVICE_TABLES_DDL, SNAPSHOTS_TABLE
 from pim.jobs.broker import JobQueue
 from pim.jobs.view import JobsView
-from pim.projections.base import Projection
-from pim.projections.entities import EntitiesView
-from pim.projections.products import ProductsView
+from pim.projections.catalog import catalog_projections
 from pim.projections.runner import Projector
-from pim.projections.stats import StatsView
-from pim.projections.tenants import POSITIONS_DDL, TenantProjector
-from pim.projections.validation import ValidationView
+from pim.projections.tenants import TenantProjector
+from pim.services import Services
 from pim.settings import Settings
-from pim.webhooks.store import WEBHOOKS_DDL
 
 log = logging.getLogger(__name__)
-
-
-def connection_kwargs(*, statement_timeout_s: int | None = None) -> dict[str, Any]:
-    """Every session speaks UTC (timestamps leave the database as RFC 3339 UTC) and gives up
-    connecting after POOL_TIMEOUT_S; ``statement_timeout_s`` bounds every statement."""
-    options = "-c timezone=UTC"
-    if statement_timeout_s is not None:
-        options += f" -c statement_timeout={statement_timeout_s * 1000}"
-    return {"options": options, "autocommit": True, "connect_timeout": POOL_TIMEOUT_S}
-
-
-def catalog_projections() -> list[Projection]:
-    return [ProductsView(), EntitiesView(), StatsView(), ValidationView()]
-
-
-@dataclass
-class Services:
-    settings: Settings
-    database_url: str
-    catalog: CatalogApplication
-    store: EventStore
-    projector: TenantProjector
-    bus: CommandBus
-    projection_pool: ConnectionPool[Any]
-    verifier: TokenVerifier
-    jobs_app: JobsApplication
-    jobs: EventStore
-    jobs_projector: TenantProjector
-    job_queue: JobQueue | None  # None without Redis (operators' commands)
-
-    def close(self) -> None:
-        self.projector.stop()
-        self.jobs_projector.stop()
-        if self.job_queue is not None:
-            self.job_queue.close()
-        self.projection_pool.close()
-        self.catalog.close()
-        self.jobs_app.close()
 
 
 def build_verifier(settings: Settings) -> TokenVerifier:
@@ -107,12 +68,9 @@ def build_services(settings: Settings, *, migrate: bool = True, api: bool = Fals
             run_ddl(
                 conn,
                 [
-                    *SNAPSHOTS_DDL,
-                    *POSITIONS_DDL,
+                    *SERVICE_TABLES_DDL,
                     *Projector.ddl_for(catalog_projections()),
                     *Projector.ddl_for([JobsView()]),
-                    *IDEMPOTENCY_DDL,
-                    *WEBHOOKS_DDL,
                 ],
             )
     projection_pool: ConnectionPool[Any] = ConnectionPool(
@@ -134,6 +92,10 @@ def build_services(settings: Settings, *, migrate: bool = True, api: bool = Fals
     bus = CommandBus(
         store,
         wait_for_position=lambda tenant_id, position: projector.wait_for(
+            tenant_id, position, timeout=settings.read_your_writes_timeout_s
+        ),
+        jobs=jobs,
+        wait_for_job=lambda tenant_id, position: jobs_projector.wait_for(
             tenant_id, position, timeout=settings.read_your_writes_timeout_s
         ),
     )

@@ -16,11 +16,12 @@ import msgspec
 import psycopg
 
 from pim.auth.tokens import SCOPE_READ, SCOPE_WRITE, load_or_create_secret, mint_token
-from pim.bootstrap import Services, build_services
+from pim.bootstrap import build_services
 from pim.infra.embedded import embedded_services
 from pim.projections import operations
 from pim.queries.audit import AuditFilters, build_log_query, to_entry
 from pim.server import run_job_process, run_projections, run_worker, serve, serve_workers
+from pim.services import Services
 from pim.settings import Settings
 
 

@@ -19,10 +19,11 @@ import uvicorn
 
 from pim.api.app import create_app
 from pim.api.transport import BoundedHttpToolsProtocol
-from pim.bootstrap import Services, build_services
+from pim.bootstrap import build_services
 from pim.infra.database import UNAVAILABLE_ERRORS, log_failure
 from pim.infra.deadline import StopDeadline
 from pim.infra.embedded import EmbeddedServices, embedded_services
+from pim.services import Services
 from pim.settings import Settings
 from pim.worker import start_job_process, start_main
 

@@ -17,11 +17,11 @@ from typing import Any
 import dramatiq
 import psycopg
 
-from pim.bootstrap import Services
 from pim.jobs.broker import QUEUE_JOBS, QUEUE_WEBHOOKS, Actors, make_broker, register_actors
 from pim.jobs.runner import JobContext, JobRunner
 from pim.jobs.view import JobDispatcher
 from pim.projections.runner import GlobalProjector
+from pim.services import Services
 from pim.webhooks.delivery import deliver
 from pim.webhooks.store import record_event, stale_deliveries
 
@@ -134,6 +134,7 @@ def start_job_process(services: Services) -> WorkerHandle:
             database_url=services.database_url,
             data_dir=settings.data_dir,
             catalog=services.store,
+            bus=services.bus,
             jobs=services.jobs,
             catalog_projector=services.projector,
             jobs_projector=services.jobs_projector,

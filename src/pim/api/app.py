@@ -9,7 +9,6 @@ from litestar.middleware import DefineMiddleware
 
 from pim.api.audit import AuditController
 from pim.api.bodies import MAX_BODY_BYTES
-from pim.api.catalog import RESOURCES
 from pim.api.health import HealthController
 from pim.api.history import ChangeFeedController, ProductHistoryController
 from pim.api.http import API_PREFIX
@@ -22,7 +21,7 @@ from pim.api.problems import EXCEPTION_HANDLERS
 from pim.api.reads import ReadSide
 from pim.api.resources import routers
 from pim.api.webhooks import WebhookController
-from pim.bootstrap import Services
+from pim.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +40,7 @@ def create_app(services: Services) -> Litestar:
     api = Router(
         path=API_PREFIX,
         route_handlers=[
-            *routers(RESOURCES),
+            *routers(),
             ProductHistoryController,
             ChangeFeedController,
             AuditController,

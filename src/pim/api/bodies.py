@@ -4,12 +4,12 @@ turned into a problem that names the field (``variants[0].sku``)."""
 from __future__ import annotations
 
 import itertools
-import re
 from typing import Any, TypeVar
 
 import msgspec
 
 from pim.api.problems import ApiError
+from pim.domain.decoding import field_error_from_msgspec
 from pim.domain.errors import FieldError
 
 T = TypeVar("T")
@@ -17,54 +17,6 @@ T = TypeVar("T")
 MAX_BODY_BYTES = 10 * 1024 * 1024
 # At most this many field errors in one 422 (the members after are not looked at).
 MAX_FIELD_ERRORS = 50
-
-_AT = re.compile(r" - at `\$(?P<path>[^`]*)`$")
-_FIELD_NAME = re.compile(r"field `(?P<name>[^`]+)`")
-
-
-def _join(path: str, name: str | None) -> str:
-    # msgspec names a map's value "[...]" without its key: the map is the field then
-    path = path.replace("[...]", "").lstrip(".")
-    if name is None:
-        return path or "body"
-    return f"{path}.{name}" if path else name
-
-
-def field_error_from_msgspec(message: str) -> FieldError:
-    """Map a msgspec validation message to a field error with a stable code."""
-    match = _AT.search(message)
-    path = match.group("path") if match else ""
-    text = message[: match.start()] if match else message
-    named = _FIELD_NAME.search(text)
-    if text.startswith("Object contains unknown field"):
-        return FieldError(
-            _join(path, named and named.group("name")), "unknown_field", "is not a known field"
-        )
-    if text.startswith("Object missing required field"):
-        return FieldError(_join(path, named and named.group("name")), "required", "is required")
-    field = _join(path, None)
-    if "of length <=" in text:
-        return FieldError(field, "too_long", text[0].lower() + text[1:])
-    if "of length >=" in text:
-        return FieldError(field, "too_short", text[0].lower() + text[1:])
-    if text.startswith("Invalid enum value"):
-        return FieldError(field, "invalid_choice", text[0].lower() + text[1:])
-    if text.startswith(
-        (
-            "Expected `int` >",
-            "Expected `int` <",
-            "Expected `float` >",
-            "Expected `float` <",
-            "Expected `number` >",
-            "Expected `number` <",
-            "Number out of range",
-            "Expected `array` of length",
-        )
-    ):
-        return FieldError(field, "out_of_range", text[0].lower() + text[1:])
-    if text.startswith("Expected"):
-        return FieldError(field, "invalid_type", text[0].lower() + text[1:])
-    return FieldError(field, "invalid_format", text[0].lower() + text[1:])
 
 
 def is_json_media_type(content_type: str | None) -> bool:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
-import msgspec
 from anyio import to_thread
 from litestar import Controller, Response, get, post
 
@@ -19,20 +18,16 @@ from pim.api.http import (
     query_params,
     reads_of,
     recorded,
-    respond,
+    respond_outcome,
     services_of,
 )
 from pim.api.openapi import READ_RESPONSES, WRITE_RESPONSES, body_of
 from pim.commands.messages import RevertProduct
 from pim.domain.errors import NotFound
+from pim.domain.product import ProductView, RevertInput
 from pim.queries.audit import AuditEntry, AuditFilters
 from pim.queries.history import HistoryEntry
 from pim.queries.pages import InvalidQuery, parse_limit, parse_natural
-from pim.queries.products import ProductView
-
-
-class RevertInput(msgspec.Struct, forbid_unknown_fields=True):
-    version: int
 
 
 class ProductHistoryController(Controller):
@@ -74,9 +69,9 @@ class ProductHistoryController(Controller):
             if_match_version(request),
             answer=answer_for(request, 200),
         )
-        outcome, _ = await to_thread.run_sync(services.bus.handle, command)
+        outcome = await to_thread.run_sync(services.bus.handle, command)
         recorded(request, outcome.position)
-        return respond(outcome.resource, 200)
+        return respond_outcome(outcome, 200)
 
 
 class ChangeFeedController(Controller):

@@ -13,11 +13,12 @@ from pim.api.idempotency import claim_of, mark_recorded
 from pim.api.identity import RequestContext
 from pim.api.problems import ApiError
 from pim.api.reads import ReadSide
-from pim.bootstrap import Services
+from pim.commands.bus import Outcome
 from pim.commands.messages import Answer
 from pim.domain.errors import NotFound, PreconditionFailed
 from pim.infra.idempotency import Receipt
 from pim.queries.pages import InvalidQuery, Rendered, parse_natural
+from pim.services import Services
 
 API_PREFIX = "/api/v1/pim"
 
@@ -118,6 +119,20 @@ def recorded(request: AnyRequest, position: int | None) -> None:
     """The request's write (if it wrote: ``position``) recorded its answer."""
     if position is not None and claim_of(request.scope) is not None:
         mark_recorded(request.scope)
+
+
+# On a write's answer when the read models did not reflect the write in time (a backlog):
+# the answer is the resource as the write left it, but a list or read made at once may not
+# show it yet.
+VIEWS_BEHIND_HEADER = "X-PIM-Views-Behind"
+
+
+def respond_outcome(outcome: Outcome, status: int, **headers: str) -> Response[Any]:
+    """A write's answer: the resource as the command left it, with the views-behind header
+    when the read models do not reflect it yet."""
+    if not outcome.visible:
+        headers = {**headers, VIEWS_BEHIND_HEADER: "true"}
+    return respond(outcome.resource, status, **headers)
 
 
 def respond(view: Any, status: int, **headers: str) -> Response[Any]:

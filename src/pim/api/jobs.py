@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from functools import partial
 from pathlib import Path
 from typing import Any
-from uuid import uuid4
 
 import anyio
 import msgspec
@@ -14,7 +12,7 @@ from anyio import to_thread
 from litestar import Controller, Response, get, post
 from litestar.response import File, Stream
 
-from pim.api.bodies import decode_body, field_error_from_msgspec
+from pim.api.bodies import decode_body
 from pim.api.http import (
     AnyRequest,
     answer_for,
@@ -26,63 +24,40 @@ from pim.api.http import (
     recorded,
     resource_url,
     respond,
+    respond_outcome,
     services_of,
 )
 from pim.api.openapi import READ_RESPONSES, WRITE_RESPONSES, body_of
 from pim.api.problems import ApiError
+from pim.commands.messages import SubmitJob, new_id
 from pim.domain.errors import FieldError, NotFound, ValidationFailed
-from pim.jobs.domain import BULK_TYPES, Job
-from pim.jobs.payloads import PAYLOAD_TYPES, ExportPayload, check_payload
-from pim.queries.jobs import JobView, job_view
+from pim.jobs.domain import JobView
+from pim.jobs.kinds import BULK_TYPES, EXPORT, JOB_KINDS, typed_payload
+from pim.jobs.payloads import BulkJobInput, ExportInput
 from pim.queries.pages import parse_limit
 
 
-class BulkJobInput(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    type: str | None = None
-    job_type: str | None = None  # alias existing clients send
-    payload: dict[str, Any] | None = None
-    dry_run: bool = False
-
-
-class ExportInput(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    format: str = "csv"
-    scope: str = "products"
-    filters: dict[str, Any] | None = None
-
-
-def _typed_payload(job_type: str, payload: dict[str, Any], field: str) -> msgspec.Struct:
-    try:
-        typed = msgspec.convert(payload, PAYLOAD_TYPES[job_type], strict=True)
-    except msgspec.ValidationError as exc:
-        error = field_error_from_msgspec(str(exc))
-        if not field:
-            name = error.field
-        else:
-            name = f"{field}.{error.field}" if error.field != "body" else field
-        raise ValidationFailed([FieldError(name, error.code, error.message)]) from None
-    check_payload(job_type, typed)
-    return typed
-
-
 async def _accept(
-    request: AnyRequest, job_type: str, payload: dict[str, Any], dry_run: bool
+    request: AnyRequest, job_type: str, payload: msgspec.Struct, dry_run: bool
 ) -> Response[JobView]:
-    """Record the job (its creation event is the only record), answer 202 when its own record
-    is readable; the dispatcher queues its work."""
+    """Record the job through the command bus (its creation event is the only record);
+    answer 202 once its own record is readable. The dispatcher queues its work."""
     ctx, services = context_of(request), services_of(request)
-    job = Job.create(ctx.actor, str(uuid4()), job_type, payload, dry_run=dry_run)
-    resource = msgspec.to_builtins(job_view(job))
-    location = resource_url(request, "bulk-jobs", job.job_id)
-    answer = answer_for(request, 202, Location=location)
-    position = await to_thread.run_sync(
-        partial(services.jobs.save, job, receipt=answer(resource) if answer else None)
+    job_id = new_id()
+    location = resource_url(request, "bulk-jobs", job_id)
+    command = SubmitJob(
+        ctx.actor,
+        job_type,
+        msgspec.to_builtins(payload),
+        dry_run=dry_run,
+        job_id=job_id,
+        answer=answer_for(request, 202, Location=location),
     )
-    recorded(request, position)
-    if position is not None:
-        await to_thread.run_sync(services.jobs_projector.wait_for, ctx.tenant_id, position)
+    outcome = await to_thread.run_sync(services.bus.handle, command)
+    recorded(request, outcome.position)
     if services.job_queue is not None:  # a shortcut: the dispatcher queues it anyway
-        await to_thread.run_sync(services.job_queue.send, ctx.tenant_id, job.job_id)
-    return respond(resource, 202, Location=location)
+        await to_thread.run_sync(services.job_queue.send, ctx.tenant_id, job_id)
+    return respond_outcome(outcome, 202, Location=location)
 
 
 class JobsController(Controller):
@@ -102,9 +77,7 @@ class JobsController(Controller):
             await request.body(), request.headers.get("content-type"), ExportInput, required=False
         )
         payload = msgspec.to_builtins(data) if data is not None else {}
-        typed = _typed_payload("EXPORT", payload, "")
-        assert isinstance(typed, ExportPayload)
-        return await _accept(request, "EXPORT", msgspec.to_builtins(typed), False)
+        return await _accept(request, EXPORT.name, typed_payload(EXPORT.name, payload), False)
 
     @post(
         "/bulk-jobs",
@@ -137,9 +110,9 @@ class JobsController(Controller):
             )
         if data.payload is None:
             raise ValidationFailed([FieldError("payload", "required", "must be an object")])
-        typed = _typed_payload(job_type, data.payload, "payload")
+        typed = typed_payload(job_type, data.payload, prefix="payload")
         dry_run = data.dry_run or bool(getattr(typed, "dry_run", False))
-        return await _accept(request, job_type, msgspec.to_builtins(typed), dry_run)
+        return await _accept(request, job_type, typed, dry_run)
 
     @get("/bulk-jobs", responses=READ_RESPONSES, summary="List jobs", operation_id="listBulkJobs")
     async def list_jobs(self, request: AnyRequest) -> Response[list[JobView]]:
@@ -186,7 +159,7 @@ class JobsController(Controller):
                 f"the job is {view.status}; its result is ready when it has finished",
                 slug="job-not-finished",
             )
-        if view.type == "EXPORT":
+        if JOB_KINDS[view.type].result == "file":
             if view.status == "FAILED" or not result:
                 # finished, and there is nothing to download (its record says why)
                 raise ApiError(404, "the export failed and wrote no file", slug="no-result")

@@ -9,53 +9,26 @@ import redis.asyncio as aioredis
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from pim.bootstrap import Services, connection_kwargs
-from pim.domain.attribute import ATTRIBUTE_TYPES
-from pim.infra.database import POOL_TIMEOUT_S
+from pim.domain.registry import RESOURCE_TYPES
+from pim.infra.database import POOL_TIMEOUT_S, connection_kwargs
 from pim.queries.audit import AuditQueries
-from pim.queries.entities import EntityQueries, column_uuid, doc_equals
+from pim.queries.entities import EntityQueries
 from pim.queries.history import HistoryQueries
 from pim.queries.insights import InsightQueries
 from pim.queries.jobs import JobQueries
 from pim.queries.products import ProductQueries
+from pim.services import Services
 
 
 def resource_queries(pool: AsyncConnectionPool[AsyncConnection[Any]]) -> dict[str, Any]:
-    return {
-        "product": ProductQueries(pool),
-        "variant": EntityQueries(pool, "variant", filters={"sku": doc_equals("sku", "sku")}),
-        "category": EntityQueries(
-            pool,
-            "category",
-            filters={"parent_id": doc_equals("parent_id", "parent_id", uuid=True)},
-        ),
-        "brand": EntityQueries(
-            pool,
-            "brand",
-        ),
-        "attribute": EntityQueries(
-            pool,
-            "attribute",
-            filters={"type": doc_equals("type", "type", choices=ATTRIBUTE_TYPES)},
-        ),
-        "attribute_group": EntityQueries(
-            pool,
-            "attribute_group",
-        ),
-        "template": EntityQueries(
-            pool,
-            "template",
-        ),
-        "media": EntityQueries(
-            pool,
-            "media",
-            by_sort_order=True,
-            filters={
-                "product_id": column_uuid("product_id", "product_id"),
-                "variant_id": column_uuid("variant_id", "variant_id"),
-            },
-        ),
-    }
+    """Each declared resource type's queries (get / list), over the read model it declares."""
+    out: dict[str, Any] = {}
+    for resource in RESOURCE_TYPES:
+        if resource.read_model == "products":
+            out[resource.entity_type] = ProductQueries(pool)
+        else:
+            out[resource.entity_type] = EntityQueries(pool, resource)
+    return out
 
 
 READ_STATEMENT_TIMEOUT_S = 15

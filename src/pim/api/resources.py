@@ -1,14 +1,12 @@
 """Every resource's HTTP behaviour from one mechanism: list (keyset cursor, limit, Link),
 create (201, Location, ETag, Idempotency-Key via middleware), get, PUT/PATCH as JSON Merge
-Patch with If-Match and no-op detection, DELETE (204). A resource only declares its entity
-type, body, view and filters."""
+Patch with If-Match and no-op detection, DELETE (204). The routes of each resource type are
+derived from its declaration (domain/resource.py); nothing here names a resource."""
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-import msgspec
 from anyio import to_thread
 from litestar import Response, Router, delete, get, patch, post, put
 from litestar.handlers import HTTPRouteHandler
@@ -27,36 +25,22 @@ from pim.api.http import (
     recorded,
     resource_url,
     respond,
+    respond_outcome,
     services_of,
 )
-from pim.api.inputs import READ_ONLY, provided_fields
 from pim.api.openapi import READ_RESPONSES, WRITE_RESPONSES, body_of
 from pim.api.problems import ApiError
 from pim.commands.messages import CreateEntity, DeleteEntity, UpdateEntity, new_id
 from pim.domain.errors import FieldError, NotFound
+from pim.domain.product import Product
+from pim.domain.registry import RESOURCE_BY_TYPE, RESOURCE_TYPES
+from pim.domain.resource import READ_ONLY, ResourceType, provided_fields
 from pim.queries.pages import InvalidQuery, Rendered, parse_limit, parse_natural
 from pim.queries.products import datetime_param
 
 
-@dataclass(frozen=True)
-class Resource:
-    entity_type: str
-    collection: str  # URL segment, e.g. "attribute-groups"
-    input: type[msgspec.Struct]
-    view: type[Any]
-    tag: str
-    nested_in_products: bool = False  # /products/{product_id}/<collection>
-    ignore: frozenset[str] = READ_ONLY
-    create_only: frozenset[str] = field(default_factory=frozenset)
-    time_travel: bool = False  # GET by id accepts ?version=N and ?as_of=<time>
-
-    @property
-    def label(self) -> str:
-        return self.entity_type.replace("_", " ")
-
-
 def _values(
-    resource: Resource, request_body: bytes, content_type: str | None, *, creating: bool
+    resource: ResourceType, request_body: bytes, content_type: str | None, *, creating: bool
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     data = decode_body(request_body, content_type, resource.input)
     assert data is not None
@@ -76,19 +60,29 @@ def _values(
     return values, nested
 
 
+def _parent_collection(resource: ResourceType) -> str | None:
+    return RESOURCE_BY_TYPE[resource.parent].collection if resource.parent else None
+
+
 def _location(
-    request: AnyRequest, resource: Resource, entity_id: object, product_id: str | None
+    request: AnyRequest, resource: ResourceType, entity_id: object, parent_id: str | None
 ) -> str:
-    if resource.nested_in_products:
-        return resource_url(request, f"products/{product_id}/{resource.collection}", entity_id)
+    parent = _parent_collection(resource)
+    if parent is not None:
+        return resource_url(request, f"{parent}/{parent_id}/{resource.collection}", entity_id)
     return resource_url(request, resource.collection, entity_id)
 
 
 class ResourceEndpoints:
     """The behaviour, shared by every resource; the controllers below only bind routes."""
 
-    def __init__(self, resource: Resource) -> None:
+    def __init__(self, resource: ResourceType) -> None:
         self.r = resource
+
+    def _parent_id(self, parent_id: str | None) -> str | None:
+        if parent_id is None or self.r.parent is None:
+            return None
+        return str(path_uuid(parent_id, self.r.parent))
 
     async def _read(self, request: AnyRequest, entity_id: str, product_id: str | None) -> Rendered:
         ctx = context_of(request)
@@ -101,13 +95,14 @@ class ResourceEndpoints:
             raise NotFound(f"{self.r.label} not found")
         return view
 
-    async def _check_parent(self, request: AnyRequest, product_id: str | None) -> str | None:
-        if product_id is None:
+    async def _check_parent(self, request: AnyRequest, parent_id: str | None) -> str | None:
+        if parent_id is None or self.r.parent is None:
             return None
-        pid = str(path_uuid(product_id, "product"))
+        pid = str(path_uuid(parent_id, self.r.parent))
         ctx = context_of(request)
-        if await reads_of(request).resources["product"].get_json(ctx.tenant_id, UUID(pid)) is None:
-            raise NotFound("product not found")
+        parents = reads_of(request).resources[self.r.parent]
+        if await parents.get_json(ctx.tenant_id, UUID(pid)) is None:
+            raise NotFound(f"{self.r.parent} not found")
         return pid
 
     async def list(self, request: AnyRequest, product_id: str | None) -> Response[Any]:
@@ -130,7 +125,7 @@ class ResourceEndpoints:
 
     async def create(self, request: AnyRequest, product_id: str | None) -> Response[Any]:
         ctx, services = context_of(request), services_of(request)
-        pid = str(path_uuid(product_id, "product")) if product_id is not None else None
+        pid = self._parent_id(product_id)
         values, nested = _values(
             self.r, await request.body(), request.headers.get("content-type"), creating=True
         )
@@ -145,14 +140,14 @@ class ResourceEndpoints:
             entity_id=entity_id,
             answer=answer_for(request, HTTP_201_CREATED, Location=location),
         )
-        outcome, _ = await to_thread.run_sync(services.bus.handle, command)
+        outcome = await to_thread.run_sync(services.bus.handle, command)
         recorded(request, outcome.position)
-        return respond(outcome.resource, HTTP_201_CREATED, Location=location)
+        return respond_outcome(outcome, HTTP_201_CREATED, Location=location)
 
     async def get(
         self, request: AnyRequest, entity_id: str, product_id: str | None
     ) -> Response[Any]:
-        pid = str(path_uuid(product_id, "product")) if product_id is not None else None
+        pid = self._parent_id(product_id)
         eid = path_uuid(entity_id, self.r.label)
         params = query_params(request)
         if self.r.time_travel and ("version" in params or "as_of" in params):
@@ -181,19 +176,19 @@ class ResourceEndpoints:
         self, request: AnyRequest, entity_id: str, product_id: str | None
     ) -> Response[Any]:
         ctx, services = context_of(request), services_of(request)
-        pid = str(path_uuid(product_id, "product")) if product_id is not None else None
+        pid = self._parent_id(product_id)
         eid = str(path_uuid(entity_id, self.r.label))
         expected = if_match_version(request)
         values, _ = _values(
             self.r, await request.body(), request.headers.get("content-type"), creating=False
         )
         command = UpdateEntity(ctx.actor, self.r.entity_type, eid, values, expected, pid)
-        outcome, _ = await to_thread.run_sync(services.bus.handle, command)
-        return respond(outcome.resource, HTTP_200_OK)
+        outcome = await to_thread.run_sync(services.bus.handle, command)
+        return respond_outcome(outcome, HTTP_200_OK)
 
     async def delete(self, request: AnyRequest, entity_id: str, product_id: str | None) -> None:
         ctx, services = context_of(request), services_of(request)
-        pid = str(path_uuid(product_id, "product")) if product_id is not None else None
+        pid = self._parent_id(product_id)
         eid = str(path_uuid(entity_id, self.r.label))
         command = DeleteEntity(ctx.actor, self.r.entity_type, eid, if_match_version(request), pid)
         await to_thread.run_sync(services.bus.handle, command)
@@ -205,13 +200,15 @@ def _typed(fn: Any, returns: Any) -> Any:
     return fn
 
 
-def _handlers(r: Resource, e: ResourceEndpoints) -> list[HTTPRouteHandler]:
+def _handlers(r: ResourceType, e: ResourceEndpoints) -> list[HTTPRouteHandler]:
     """The six routes of a resource; nested resources take the product id from the path."""
     body = body_of(r.input)
     one, many = Response[r.view], Response[list[r.view]]  # type: ignore[name-defined]
     label = r.label
 
-    if r.nested_in_products:
+    if r.parent is not None:
+        # Resources nest under products (the only parent type): the path names product_id.
+        assert r.parent == Product.entity_type, r
 
         async def list_items(request: AnyRequest, product_id: str) -> Any:
             return await e.list(request, product_id)
@@ -247,66 +244,48 @@ def _handlers(r: Resource, e: ResourceEndpoints) -> list[HTTPRouteHandler]:
 
     by_id = "/{entity_id:str}"
     pascal = "".join(part.title() for part in r.entity_type.split("_"))
+    merge_patch = f"Update a {label} (JSON Merge Patch)"
+    # (decorator, path, status, name, operationId, summary, handler, response type, body)
+    routes: list[tuple[Any, str, int, str, str, str, Any, Any, Any]] = [
+        (get, "/", HTTP_200_OK, "list", f"list{pascal}s", f"List {r.collection}", list_items,
+         many, None),
+        (post, "/", HTTP_201_CREATED, "create", f"create{pascal}", f"Create a {label}",
+         create_item, one, body),
+        (get, by_id, HTTP_200_OK, "get", f"get{pascal}", f"Get a {label}", get_item, one, None),
+        (put, by_id, HTTP_200_OK, "put", f"replace{pascal}", merge_patch, update_item, one,
+         body),
+        (patch, by_id, HTTP_200_OK, "patch", f"update{pascal}", merge_patch, update_item, one,
+         body),
+        (delete, by_id, HTTP_204_NO_CONTENT, "delete", f"delete{pascal}", f"Delete a {label}",
+         delete_item, None, None),
+    ]  # fmt: skip
     return [
-        get(
-            "/",
-            responses=READ_RESPONSES,
-            summary=f"List {r.collection}",
-            name=f"{r.entity_type}-list",
-            operation_id=f"list{pascal}s",
-        )(_typed(list_items, many)),
-        post(
-            "/",
-            status_code=HTTP_201_CREATED,
-            responses=WRITE_RESPONSES,
-            summary=f"Create a {label}",
-            operation_class=body,
-            name=f"{r.entity_type}-create",
-            operation_id=f"create{pascal}",
-        )(_typed(create_item, one)),
-        get(
-            by_id,
-            responses=READ_RESPONSES,
-            summary=f"Get a {label}",
-            name=f"{r.entity_type}-get",
-            operation_id=f"get{pascal}",
-        )(_typed(get_item, one)),
-        put(
-            by_id,
-            responses=WRITE_RESPONSES,
-            operation_class=body,
-            summary=f"Update a {label} (JSON Merge Patch)",
-            name=f"{r.entity_type}-put",
-            operation_id=f"replace{pascal}",
-        )(_typed(update_item, one)),
-        patch(
-            by_id,
-            responses=WRITE_RESPONSES,
-            operation_class=body,
-            summary=f"Update a {label} (JSON Merge Patch)",
-            name=f"{r.entity_type}-patch",
-            operation_id=f"update{pascal}",
-        )(_typed(update_item, one)),
-        delete(
-            by_id,
-            status_code=HTTP_204_NO_CONTENT,
-            responses=WRITE_RESPONSES,
-            summary=f"Delete a {label}",
-            name=f"{r.entity_type}-delete",
-            operation_id=f"delete{pascal}",
-        )(delete_item),
+        decorator(
+            path,
+            status_code=status,
+            responses=READ_RESPONSES if decorator is get else WRITE_RESPONSES,
+            summary=summary,
+            name=f"{r.entity_type}-{name}",
+            operation_id=operation_id,
+            **({"operation_class": operation} if operation is not None else {}),
+        )(handler if returns is None else _typed(handler, returns))
+        for decorator, path, status, name, operation_id, summary, handler, returns, operation in (
+            routes
+        )
     ]
 
 
-def router_for(resource: Resource) -> Router:
+def router_for(resource: ResourceType) -> Router:
     endpoints = ResourceEndpoints(resource)
+    parent = _parent_collection(resource)
     path = (
-        f"/products/{{product_id:str}}/{resource.collection}"
-        if resource.nested_in_products
+        f"/{parent}/{{product_id:str}}/{resource.collection}"
+        if parent is not None
         else f"/{resource.collection}"
     )
     return Router(path=path, route_handlers=_handlers(resource, endpoints), tags=[resource.tag])
 
 
-def routers(resources: Sequence[Resource]) -> list[Router]:
+def routers(resources: Sequence[ResourceType] = RESOURCE_TYPES) -> list[Router]:
+    """One router per declared resource type."""
     return [router_for(r) for r in resources]

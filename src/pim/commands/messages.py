@@ -1,7 +1,9 @@
-"""Commands: what a client asked the catalog to do, decoded and typed at the edge.
+"""Commands: what a client asked the service to do, decoded and typed at the edge. Every
+write goes through one of these and the command bus (API requests, bulk job batches, reverts,
+job submissions).
 
 Every resource shares the same three commands; ``entity_type`` names the resource and
-``parent_id`` the owning product of a nested resource (variants)."""
+``parent_id`` the parent of a nested resource (a variant's product)."""
 
 from __future__ import annotations
 
@@ -62,4 +64,21 @@ class RevertProduct:
     answer: Answer | None = None
 
 
-Command = CreateEntity | UpdateEntity | DeleteEntity | RevertProduct
+@dataclass(frozen=True, slots=True)
+class SubmitJob:
+    """Record a job (a bulk change, an import, an export); the worker runs it."""
+
+    actor: Actor
+    job_type: str
+    payload: Mapping[str, Any]
+    dry_run: bool = False
+    job_id: str = field(default_factory=new_id)
+    answer: Answer | None = None
+
+    @property
+    def entity_id(self) -> str:
+        return self.job_id
+
+
+CatalogCommand = CreateEntity | UpdateEntity | DeleteEntity | RevertProduct
+Command = CatalogCommand | SubmitJob

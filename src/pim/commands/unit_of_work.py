@@ -17,6 +17,7 @@ from pim.domain.indexes import (
     turnstile_id,
     unique_key_id,
 )
+from pim.domain.registry import RESOURCE_BY_TYPE
 from pim.eventstore import EventStore
 from pim.infra.idempotency import Receipt
 
@@ -24,6 +25,8 @@ TEntity = TypeVar("TEntity", bound=Entity)
 
 
 class UnitOfWork:
+    """Implements the ``Workspace`` that resource policies work through (domain/resource.py)."""
+
     def __init__(self, store: EventStore, actor: Actor) -> None:
         self.store = store
         self.actor = actor
@@ -136,6 +139,16 @@ class UnitOfWork:
     def touch(self, *aggregates: Any) -> None:
         for aggregate in aggregates:
             self._touched[aggregate.id] = aggregate
+
+    def delete(self, entity: Entity) -> None:
+        """Delete an entity and everything that cascades from it (its policy says what), in
+        this unit of work; an entity it already deleted is left alone."""
+        if entity.id in self.deleted:
+            return
+        self.deleted.add(entity.id)
+        RESOURCE_BY_TYPE[entity.entity_type].policy.on_delete(self, entity)
+        entity.delete(self.actor)
+        self.touch(entity)
 
     def add(self, entity: Entity) -> None:
         """An entity this unit of work created."""

@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
+from uuid import UUID
 
 from pim.domain.entity import Entity
+from pim.domain.resource import (
+    UNSET,
+    ListFilter,
+    Policy,
+    ResourceInput,
+    ResourceType,
+    ResourceView,
+    Unset,
+    Workspace,
+    changed,
+)
 from pim.domain.rules import (
     ATTRIBUTE_KEY_PATTERN,
     FieldErrors,
@@ -54,15 +66,6 @@ def _key(
 class Attribute(Entity):
     entity_type: ClassVar[str] = "attribute"
     defaults: ClassVar[dict[str, Any]] = {"type": "TEXT", "options": None, "description": None}
-
-    class Created(Entity.Created):
-        pass
-
-    class Updated(Entity.Updated):
-        pass
-
-    class Deleted(Entity.Deleted):
-        pass
 
     @classmethod
     def normalise(
@@ -142,15 +145,6 @@ class AttributeGroup(Entity):
     entity_type: ClassVar[str] = "attribute_group"
     defaults: ClassVar[dict[str, Any]] = {"description": None, "attribute_ids": []}
 
-    class Created(Entity.Created):
-        pass
-
-    class Updated(Entity.Updated):
-        pass
-
-    class Deleted(Entity.Deleted):
-        pass
-
     @classmethod
     def normalise(
         cls, values: Mapping[str, Any], *, current: Mapping[str, Any] | None
@@ -179,15 +173,6 @@ class Template(Entity):
         "required_attribute_ids": [],
     }
 
-    class Created(Entity.Created):
-        pass
-
-    class Updated(Entity.Updated):
-        pass
-
-    class Deleted(Entity.Deleted):
-        pass
-
     @classmethod
     def normalise(
         cls, values: Mapping[str, Any], *, current: Mapping[str, Any] | None
@@ -211,3 +196,108 @@ class Template(Entity):
                 )
         errors.raise_if_any()
         return out
+
+
+# -- resources -----------------------------------------------------------------------------
+
+
+class AttributeInput(ResourceInput, kw_only=True):
+    name: str | Unset | None = UNSET
+    key: str | Unset = UNSET
+    type: Literal["TEXT", "NUMBER", "BOOLEAN", "SELECT"] | Unset = UNSET
+    options: list[str] | Unset | None = UNSET
+    description: str | Unset | None = UNSET
+
+
+class AttributeView(ResourceView, kw_only=True):
+    name: str
+    key: str
+    type: str
+    options: list[str] | None
+    description: str | None
+
+
+class AttributeGroupInput(ResourceInput, kw_only=True):
+    name: str | Unset | None = UNSET
+    key: str | Unset = UNSET
+    description: str | Unset | None = UNSET
+    attribute_ids: list[UUID] | Unset | None = UNSET
+
+
+class AttributeGroupView(ResourceView, kw_only=True):
+    name: str
+    key: str | None = None
+    description: str | None
+    attribute_ids: list[UUID]
+
+
+class TemplateInput(ResourceInput, kw_only=True):
+    name: str | Unset | None = UNSET
+    description: str | Unset | None = UNSET
+    attribute_ids: list[UUID] | Unset | None = UNSET
+    required_attribute_ids: list[UUID] | Unset | None = UNSET
+
+
+class TemplateView(ResourceView, kw_only=True):
+    name: str
+    description: str | None
+    attribute_ids: list[UUID]
+    required_attribute_ids: list[UUID]
+
+
+class KeyedPolicy(Policy):
+    """A unique, immutable ``key`` per tenant, and lists of attributes that must exist."""
+
+    def __init__(self, key_kind: str, reference_fields: tuple[str, ...] = ()) -> None:
+        self.key_kind = key_kind
+        self.reference_fields = reference_fields
+
+    def _check_refs(self, ws: Workspace, entity: Entity, names: tuple[str, ...]) -> None:
+        errors = FieldErrors()
+        for field in names:
+            for index, ref in enumerate(entity.fields.get(field) or []):
+                if ws.find(Attribute, ref) is None:
+                    errors.add(f"{field}[{index}]", "not_found", "no such attribute")
+        errors.raise_if_any()
+
+    def on_create(self, ws: Workspace, entity: Entity) -> None:
+        key = entity.fields.get("key")
+        if key:
+            label = f"{entity.entity_type.replace('_', ' ')} key '{key}'"
+            ws.claim(self.key_kind, key, entity.entity_id, label, field="key")
+        self._check_refs(ws, entity, self.reference_fields)
+
+    def on_update(self, ws: Workspace, entity: Entity, before: Mapping[str, Any]) -> None:
+        moved = tuple(n for n in self.reference_fields if changed(entity, before, n))
+        self._check_refs(ws, entity, moved)
+
+    def on_delete(self, ws: Workspace, entity: Entity) -> None:
+        if entity.fields.get("key"):
+            ws.release(self.key_kind, entity.fields["key"], entity.entity_id)
+
+
+ATTRIBUTE = ResourceType(
+    Attribute,
+    "attributes",
+    "Attributes",
+    AttributeInput,
+    AttributeView,
+    KeyedPolicy("attribute-key"),
+    filters=(ListFilter("type", "choice", ATTRIBUTE_TYPES),),
+)
+ATTRIBUTE_GROUP = ResourceType(
+    AttributeGroup,
+    "attribute-groups",
+    "Attribute groups",
+    AttributeGroupInput,
+    AttributeGroupView,
+    KeyedPolicy("attribute-group-key", ("attribute_ids",)),
+)
+TEMPLATE = ResourceType(
+    Template,
+    "templates",
+    "Templates",
+    TemplateInput,
+    TemplateView,
+    KeyedPolicy("template-key", ("attribute_ids", "required_attribute_ids")),
+)

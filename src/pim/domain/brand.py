@@ -6,6 +6,15 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from pim.domain.entity import Entity
+from pim.domain.resource import (
+    UNSET,
+    Policy,
+    ResourceInput,
+    ResourceType,
+    ResourceView,
+    Unset,
+    Workspace,
+)
 from pim.domain.rules import FieldErrors, http_url, name_field, optional_text_field
 
 
@@ -17,15 +26,6 @@ def brand_name_key(name: str) -> str:
 class Brand(Entity):
     entity_type: ClassVar[str] = "brand"
     defaults: ClassVar[dict[str, Any]] = {"description": None, "logo_url": None}
-
-    class Created(Entity.Created):
-        pass
-
-    class Updated(Entity.Updated):
-        pass
-
-    class Deleted(Entity.Deleted):
-        pass
 
     @classmethod
     def normalise(
@@ -40,3 +40,40 @@ class Brand(Entity):
             out["logo_url"] = None if value is None else http_url(errors, "logo_url", value)
         errors.raise_if_any()
         return out
+
+
+class BrandInput(ResourceInput, kw_only=True):
+    name: str | Unset | None = UNSET
+    description: str | Unset | None = UNSET
+    logo_url: str | Unset | None = UNSET
+
+
+class BrandView(ResourceView, kw_only=True):
+    name: str
+    description: str | None
+    logo_url: str | None
+
+
+class BrandPolicy(Policy):
+    """A brand's name is unique in its tenant, whatever its case."""
+
+    def on_create(self, ws: Workspace, entity: Entity) -> None:
+        name = entity.fields["name"]
+        ws.claim(
+            "brand-name",
+            brand_name_key(name),
+            entity.entity_id,
+            f"brand name '{name}'",
+            field="name",
+        )
+
+    def on_update(self, ws: Workspace, entity: Entity, before: Mapping[str, Any]) -> None:
+        if brand_name_key(before["name"]) != brand_name_key(entity.fields["name"]):
+            ws.release("brand-name", brand_name_key(before["name"]), entity.entity_id)
+            self.on_create(ws, entity)
+
+    def on_delete(self, ws: Workspace, entity: Entity) -> None:
+        ws.release("brand-name", brand_name_key(entity.fields["name"]), entity.entity_id)
+
+
+BRAND = ResourceType(Brand, "brands", "Brands", BrandInput, BrandView, BrandPolicy())

@@ -111,6 +111,24 @@ class Entity(BaseAggregate[str]):
     class Event(CatalogEvent):
         pass
 
+    # The events every entity type has. A subclass gets its own subclass of each (the log
+    # names them by type: ``Brand.Created``, ``Category.Updated``), unless it declares one
+    # itself (to add a field, an upcaster).
+    LIFECYCLE_EVENTS: ClassVar[tuple[str, ...]] = ("Created", "Updated", "Deleted")
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in cls.LIFECYCLE_EVENTS:
+            if name in cls.__dict__:
+                continue
+            base = getattr(cls, name)
+            own = type(base)(
+                name,
+                (base,),
+                {"__module__": cls.__module__, "__qualname__": f"{cls.__qualname__}.{name}"},
+            )
+            setattr(cls, name, own)
+
     class Created(Event, CreationEvent):
         fields: dict[str, Any]
 

@@ -4,9 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any, ClassVar
+from uuid import UUID
 
 from pim.domain.entity import Entity
+from pim.domain.product import Product
+from pim.domain.resource import (
+    UNSET,
+    ListFilter,
+    Policy,
+    ResourceInput,
+    ResourceType,
+    ResourceView,
+    Unset,
+    Workspace,
+    changed,
+)
 from pim.domain.rules import FieldErrors, http_url, reference, text
+from pim.domain.variant import Variant
 
 ALT_TEXT_MAX = 1_000
 SORT_ORDER_RANGE = (-(2**31), 2**31 - 1)
@@ -20,15 +34,6 @@ class Media(Entity):
         "alt_text": None,
         "sort_order": 0,
     }
-
-    class Created(Entity.Created):
-        pass
-
-    class Updated(Entity.Updated):
-        pass
-
-    class Deleted(Entity.Deleted):
-        pass
 
     @classmethod
     def normalise(
@@ -66,3 +71,70 @@ class Media(Entity):
             errors.add("product_id", "required", "give a product_id and/or a variant_id")
         errors.raise_if_any()
         return out
+
+
+class MediaInput(ResourceInput, kw_only=True):
+    url: str | Unset | None = UNSET
+    product_id: UUID | Unset | None = UNSET
+    variant_id: UUID | Unset | None = UNSET
+    alt_text: str | Unset | None = UNSET
+    sort_order: int | Unset | None = UNSET
+
+
+class MediaView(ResourceView, kw_only=True):
+    url: str
+    product_id: UUID | None
+    variant_id: UUID | None
+    alt_text: str | None
+    sort_order: int
+
+
+class MediaPolicy(Policy):
+    """Media hang off a product and/or one of its variants, which must exist and agree."""
+
+    def _attach(self, ws: Workspace, media: Entity) -> None:
+        errors = FieldErrors()
+        product_id = media.fields.get("product_id")
+        variant_id = media.fields.get("variant_id")
+        if product_id and ws.find(Product, product_id) is None:
+            errors.add("product_id", "not_found", "no such product")
+        variant = ws.find(Variant, variant_id) if variant_id else None
+        if variant_id and variant is None:
+            errors.add("variant_id", "not_found", "no such variant")
+        if variant is not None and product_id and variant.product_id != product_id:
+            errors.add("variant_id", "mismatch", "this variant belongs to another product")
+        errors.raise_if_any()
+        for parent in (product_id, variant_id):
+            if parent:
+                ws.children(parent).add(ws.actor, media.entity_id, "media")
+
+    def _detach(self, ws: Workspace, media: Entity, fields: Mapping[str, Any]) -> None:
+        for parent in (fields.get("product_id"), fields.get("variant_id")):
+            if parent:
+                ws.children(parent).remove(ws.actor, media.entity_id)
+
+    def on_create(self, ws: Workspace, entity: Entity) -> None:
+        self._attach(ws, entity)
+
+    def on_update(self, ws: Workspace, entity: Entity, before: Mapping[str, Any]) -> None:
+        if changed(entity, before, "product_id") or changed(entity, before, "variant_id"):
+            self._detach(ws, entity, before)
+            self._attach(ws, entity)
+
+    def on_delete(self, ws: Workspace, entity: Entity) -> None:
+        self._detach(ws, entity, entity.fields)
+
+
+MEDIA = ResourceType(
+    Media,
+    "media",
+    "Media",
+    MediaInput,
+    MediaView,
+    MediaPolicy(),
+    filters=(
+        ListFilter("product_id", "uuid", column=True),
+        ListFilter("variant_id", "uuid", column=True),
+    ),
+    ordered=True,
+)

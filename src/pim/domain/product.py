@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
+from uuid import UUID
 
+import msgspec
+
+from pim.domain.attribute import Attribute, Template
+from pim.domain.brand import Brand
 from pim.domain.context import Actor
 from pim.domain.entity import Entity, FieldChanges
 from pim.domain.errors import FieldError, ValidationFailed
+from pim.domain.resource import (
+    UNSET,
+    Policy,
+    ResourceInput,
+    ResourceType,
+    ResourceView,
+    Unset,
+    Workspace,
+    changed,
+)
 from pim.domain.rules import ATTRIBUTE_KEY_PATTERN, FieldErrors, one_of, reference, slug, text
+from pim.domain.variant import VariantInput
 
 PRODUCT_STATUSES = ("ACTIVE", "DRAFT", "ARCHIVED")
 TITLE_MAX = 255
@@ -34,12 +50,6 @@ class Product(Entity):
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
             state["fields"] = {"template_id": None, "attributes": {}, **state["fields"]}
-
-    class Updated(Entity.Updated):
-        pass
-
-    class Deleted(Entity.Deleted):
-        pass
 
     class Reverted(Entity.Updated):
         """An update whose new values are those of an earlier version."""
@@ -152,3 +162,114 @@ def attribute_values(
             continue
         out[key] = item
     return out
+
+
+class ProductInput(ResourceInput, kw_only=True):
+    title: str | Unset = UNSET
+    description: str | Unset | None = UNSET
+    category: str | Unset | None = UNSET
+    status: Literal["ACTIVE", "DRAFT", "ARCHIVED"] | Unset | None = UNSET
+    brand_id: UUID | Unset | None = UNSET
+    template_id: UUID | Unset | None = UNSET
+    # values are checked against attribute definitions, so errors name the key
+    attributes: dict[str, Any] | Unset | None = UNSET
+    variants: list[VariantInput] | Unset = UNSET  # on create only
+    variant_count: Any = UNSET
+
+
+class RevertInput(msgspec.Struct, forbid_unknown_fields=True):
+    """The body of a revert: the earlier version whose content the product takes again."""
+
+    version: int
+
+
+class ProductView(ResourceView, kw_only=True):
+    title: str
+    description: str | None
+    category: str | None
+    status: str
+    brand_id: UUID | None
+    template_id: UUID | None
+    attributes: dict[str, Any]
+    variant_count: int
+
+
+class ProductPolicy(Policy):
+    """References (category slug, brand, template) exist in the tenant; attribute values are
+    typed by their definitions; a product takes its variants and media with it."""
+
+    def loads(self, ws: Workspace, entity_id: str) -> list[str]:
+        return [ws.entity_key(entity_id), ws.children_key(entity_id)]
+
+    def resource(self, ws: Workspace, entity: Entity) -> dict[str, Any]:
+        assert isinstance(entity, Product)
+        children = ws.find_children(entity.entity_id)
+        return entity.as_resource(variant_count=len(children.of_type("variant")) if children else 0)
+
+    def check(
+        self,
+        ws: Workspace,
+        fields: Mapping[str, Any],
+        names: list[str],
+        patch_attributes: Mapping[str, Any] | None = None,
+    ) -> None:
+        errors = FieldErrors()
+        category = fields.get("category") if "category" in names else None
+        if category and ws.owner_of("category-slug", category) is None:
+            errors.add("category", "not_found", "no category of this tenant has that slug")
+        for name, cls in (("brand_id", Brand), ("template_id", Template)):
+            ref = fields.get(name) if name in names else None
+            if ref and ws.find(cls, ref) is None:
+                errors.add(name, "not_found", f"no such {cls.entity_type}")
+        if "attributes" in names:
+            values = (
+                patch_attributes if patch_attributes is not None else fields.get("attributes") or {}
+            )
+            for key, value in values.items():
+                if value is None:
+                    continue
+                owner = ws.owner_of("attribute-key", key)
+                attribute = ws.find(Attribute, owner) if owner else None
+                if attribute is None:
+                    errors.add(
+                        f"attributes.{key}",
+                        "unknown_attribute",
+                        "no attribute with this key is defined",
+                    )
+                    continue
+                problem = attribute.check_value(value)
+                if problem:
+                    errors.add(f"attributes.{key}", "invalid_value", problem)
+        errors.raise_if_any()
+
+    def on_create(self, ws: Workspace, entity: Entity) -> None:
+        self.check(ws, entity.fields, list(entity.fields))
+
+    def on_update(self, ws: Workspace, entity: Entity, before: Mapping[str, Any]) -> None:
+        names = [n for n in entity.fields if changed(entity, before, n)]
+        patch = None
+        if "attributes" in names:
+            old = before.get("attributes") or {}
+            patch = {k: v for k, v in entity.fields["attributes"].items() if old.get(k) != v}
+        self.check(ws, entity.fields, names, patch)
+
+    def on_delete(self, ws: Workspace, entity: Entity) -> None:
+        children = ws.children(entity.entity_id)
+        children.close(ws.actor)
+        for child_id in list(children.members):
+            child = ws.find(Entity, child_id)
+            if child is not None:
+                ws.delete(child)
+
+
+PRODUCT = ResourceType(
+    Product,
+    "products",
+    "Products",
+    ProductInput,
+    ProductView,
+    ProductPolicy(),
+    read_model="products",
+    create_only=frozenset({"variants"}),
+    time_travel=True,
+)

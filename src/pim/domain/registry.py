@@ -1,4 +1,5 @@
-"""Every entity type the catalog knows, and the audit name of each of its events."""
+"""Every resource type the catalog knows (their declarations: see ``domain/resource.py``), and
+what is derived from the list: the entity classes, the audit name of each of their events."""
 
 from __future__ import annotations
 
@@ -6,25 +7,32 @@ import re
 
 from eventsourcing.utils import get_topic
 
-from pim.domain.attribute import Attribute, AttributeGroup, Template
-from pim.domain.brand import Brand
-from pim.domain.category import Category
+from pim.domain.attribute import ATTRIBUTE, ATTRIBUTE_GROUP, TEMPLATE
+from pim.domain.brand import BRAND
+from pim.domain.category import CATEGORY
 from pim.domain.entity import Entity
-from pim.domain.media import Media
-from pim.domain.product import Product
-from pim.domain.variant import Variant
+from pim.domain.media import MEDIA
+from pim.domain.product import PRODUCT
+from pim.domain.resource import ResourceType
+from pim.domain.variant import VARIANT
 
-ENTITY_CLASSES: tuple[type[Entity], ...] = (
-    Product,
-    Variant,
-    Category,
-    Brand,
-    Attribute,
-    AttributeGroup,
-    Template,
-    Media,
+# The one list to extend with a new resource type (in the order the API documents them).
+RESOURCE_TYPES: tuple[ResourceType, ...] = (
+    PRODUCT,
+    VARIANT,
+    CATEGORY,
+    BRAND,
+    ATTRIBUTE,
+    ATTRIBUTE_GROUP,
+    TEMPLATE,
+    MEDIA,
 )
-ENTITY_BY_TYPE: dict[str, type[Entity]] = {cls.entity_type: cls for cls in ENTITY_CLASSES}
+RESOURCE_BY_TYPE: dict[str, ResourceType] = {r.entity_type: r for r in RESOURCE_TYPES}
+ENTITY_CLASSES: tuple[type[Entity], ...] = tuple(r.entity for r in RESOURCE_TYPES)
+ENTITY_BY_TYPE: dict[str, type[Entity]] = {r.entity_type: r.entity for r in RESOURCE_TYPES}
+
+for _resource in RESOURCE_TYPES:  # a declaration naming a parent that does not exist
+    assert _resource.parent is None or _resource.parent in RESOURCE_BY_TYPE, _resource
 
 # Event class name -> audit verb.
 VERBS = {"Created": "CREATED", "Updated": "UPDATED", "Deleted": "DELETED", "Reverted": "REVERTED"}

@@ -4,12 +4,26 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any, ClassVar
+from uuid import UUID
 
 from stdnum import ean
 
 from pim.domain.entity import Entity
 from pim.domain.money import PRICE_MAX, format_price, minor_units, to_decimal
+from pim.domain.resource import (
+    READ_ONLY,
+    UNSET,
+    ListFilter,
+    Policy,
+    ResourceInput,
+    ResourceType,
+    ResourceView,
+    Unset,
+    Workspace,
+    changed,
+)
 from pim.domain.rules import FieldErrors, has_control_characters, text
 
 SKU_MAX = 64
@@ -37,15 +51,6 @@ class Variant(Entity):
         "currency": None,
         "option_values": {},
     }
-
-    class Created(Entity.Created):
-        pass
-
-    class Updated(Entity.Updated):
-        pass
-
-    class Deleted(Entity.Deleted):
-        pass
 
     @property
     def product_id(self) -> str:
@@ -178,3 +183,83 @@ def option_signature(option_values: Mapping[str, Any]) -> str | None:
     if not option_values:
         return None
     return json.dumps(option_values, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+class VariantInput(ResourceInput, kw_only=True):
+    sku: str | Unset = UNSET
+    barcode: str | Unset | None = UNSET
+    price: Decimal | Unset | None = UNSET
+    currency: str | Unset | None = UNSET
+    option_values: dict[str, Any] | Unset | None = UNSET
+    product_id: Any = UNSET  # read-only: the path names the product
+
+
+class VariantView(ResourceView, kw_only=True):
+    product_id: UUID
+    sku: str
+    barcode: str | None
+    price: str | None
+    currency: str | None
+    option_values: dict[str, Any]
+
+
+class VariantPolicy(Policy):
+    """SKUs are unique per tenant, option values per product; a variant is one of its
+    product's children and takes its media with it."""
+
+    @staticmethod
+    def _claims(ws: Workspace, variant: Variant) -> None:
+        sku = variant.fields["sku"]
+        ws.claim("sku", sku, variant.entity_id, f"sku '{sku}'", field="sku")
+        signature = option_signature(variant.fields.get("option_values") or {})
+        if signature is not None:
+            label = f"a variant of this product with option_values {signature}"
+            ws.claim(
+                f"options:{variant.product_id}",
+                signature,
+                variant.entity_id,
+                label,
+                field="option_values",
+            )
+
+    @staticmethod
+    def _releases(ws: Workspace, variant: Variant, fields: Mapping[str, Any]) -> None:
+        ws.release("sku", fields["sku"], variant.entity_id)
+        signature = option_signature(fields.get("option_values") or {})
+        if signature is not None:
+            ws.release(f"options:{variant.product_id}", signature, variant.entity_id)
+
+    def on_create(self, ws: Workspace, entity: Entity) -> None:
+        assert isinstance(entity, Variant)
+        self._claims(ws, entity)
+        ws.children(entity.product_id).add(ws.actor, entity.entity_id, "variant")
+
+    def on_update(self, ws: Workspace, entity: Entity, before: Mapping[str, Any]) -> None:
+        assert isinstance(entity, Variant)
+        if changed(entity, before, "sku") or changed(entity, before, "option_values"):
+            self._releases(ws, entity, before)
+            self._claims(ws, entity)
+
+    def on_delete(self, ws: Workspace, entity: Entity) -> None:
+        assert isinstance(entity, Variant)
+        self._releases(ws, entity, entity.fields)
+        ws.children(entity.product_id).remove(ws.actor, entity.entity_id)
+        own = ws.children(entity.entity_id)
+        own.close(ws.actor)
+        for media_id in own.of_type("media"):
+            media = ws.find(Entity, media_id)
+            if media is not None:
+                ws.delete(media)
+
+
+VARIANT = ResourceType(
+    Variant,
+    "variants",
+    "Variants",
+    VariantInput,
+    VariantView,
+    VariantPolicy(),
+    filters=(ListFilter("sku"),),
+    parent="product",
+    ignore=READ_ONLY | {"product_id"},
+)

@@ -19,8 +19,6 @@ from pim.eventstore.applications import (
 from pim.eventstore.recorders import PARTITIONS, tenant_partition
 from pim.eventstore.snapshots import (
     SNAPSHOT_EVERY,
-    SNAPSHOTS_DDL,
-    SNAPSHOTS_TABLE,
     StateSnapshot,
     snapshot_schema,
 )
@@ -32,8 +30,6 @@ __all__ = [
     "HEADS_TABLE",
     "JOBS_EVENTS_TABLE",
     "PARTITIONS",
-    "SNAPSHOTS_DDL",
-    "SNAPSHOTS_TABLE",
     "SNAPSHOT_EVERY",
     "CatalogApplication",
     "EventStore",

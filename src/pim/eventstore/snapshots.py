@@ -12,8 +12,6 @@ from eventsourcing.utils import get_topic
 
 from pim.domain.entity import CatalogEvent, Entity
 
-SNAPSHOTS_TABLE = "catalog_snapshots"
-
 # An aggregate that opts in (class attribute ``snapshot = True``) gets its state stored
 # whenever its version reaches a multiple of this: a load then replays at most this many
 # events, however long its history (a variant repriced every month for years).
@@ -22,16 +20,6 @@ SNAPSHOT_EVERY = 32
 # Bump when what an aggregate's *state* holds changes without any event class changing (a
 # new attribute computed in ``apply``): snapshots taken before are then ignored.
 SNAPSHOT_STATE_VERSION = 1
-
-SNAPSHOTS_DDL: list[str] = [
-    f"""CREATE TABLE IF NOT EXISTS {SNAPSHOTS_TABLE} (
-        originator_id text PRIMARY KEY,
-        originator_version integer NOT NULL,
-        topic text NOT NULL,
-        state bytea NOT NULL,
-        schema text NOT NULL
-    )""",
-]
 
 
 @functools.cache

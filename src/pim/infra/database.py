@@ -72,6 +72,15 @@ def eventsourcing_env(database_url: str, *, max_connections: int = 12) -> dict[s
     }
 
 
+def connection_kwargs(*, statement_timeout_s: int | None = None) -> dict[str, Any]:
+    """Every session speaks UTC (timestamps leave the database as RFC 3339 UTC) and gives up
+    connecting after POOL_TIMEOUT_S; ``statement_timeout_s`` bounds every statement."""
+    options = "-c timezone=UTC"
+    if statement_timeout_s is not None:
+        options += f" -c statement_timeout={statement_timeout_s * 1000}"
+    return {"options": options, "autocommit": True, "connect_timeout": POOL_TIMEOUT_S}
+
+
 @contextmanager
 def migration_lock(database_url: str) -> Iterator[psycopg.Connection[Any]]:
     """Hold the schema lock, so processes starting together do not race on CREATE."""

@@ -17,23 +17,6 @@ from typing import Any
 
 import msgspec
 
-IDEMPOTENCY_DDL = [
-    """CREATE TABLE IF NOT EXISTS idempotency_keys (
-        tenant_id uuid NOT NULL,
-        key text NOT NULL,
-        fingerprint text NOT NULL,
-        state text NOT NULL,
-        status_code integer,
-        response_headers jsonb,
-        response_body bytea,
-        created_at timestamptz NOT NULL DEFAULT now(),
-        locked_until timestamptz NOT NULL,
-        PRIMARY KEY (tenant_id, key)
-    )""",
-    # The claim a write must still hold to record its answer (tables made before claims).
-    "ALTER TABLE idempotency_keys ADD COLUMN IF NOT EXISTS claim uuid",
-]
-
 RETENTION = "24 hours"
 # How long a claim in flight keeps the key from another request. Short: a request that died
 # (its process, or PostgreSQL under it) frees its key soon, and a request still running past

@@ -1,5 +1,8 @@
 """Bulk update, delete and import: items in batches, each batch one catalog transaction that
-also records the batch's per-item results in the job's progress aggregate (exactly once)."""
+also records the batch's per-item results in the job's progress aggregate (exactly once).
+
+Each item becomes commands (create, update, delete) run through a command batch: the same
+handlers and rules as single API requests, in one transaction per batch."""
 
 from __future__ import annotations
 
@@ -7,28 +10,35 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from pim.api.bodies import field_error_from_msgspec
-from pim.api.inputs import READ_ONLY, ProductInput, provided_fields
-from pim.commands.handlers import create_in, delete_in, update_in
+from pim.commands.batch import CommandBatch
 from pim.commands.messages import CreateEntity, DeleteEntity, UpdateEntity
-from pim.commands.unit_of_work import UnitOfWork
 from pim.domain.context import Actor
+from pim.domain.decoding import convert_strict
 from pim.domain.errors import Conflict, DomainError, FieldError, NotFound, ValidationFailed
 from pim.domain.money import minor_units
-from pim.domain.product import Product
+from pim.domain.product import Product, ProductInput
+from pim.domain.resource import READ_ONLY, provided_fields
 from pim.domain.variant import Variant
 from pim.eventstore import EventStore, IntegrityError
-from pim.jobs.payloads import BulkImportPayload, BulkUpdatePayload, PriceChange
+from pim.jobs.payloads import (
+    BulkDeletePayload,
+    BulkImportPayload,
+    BulkUpdatePayload,
+    PriceChange,
+)
 from pim.jobs.progress import JobProgress, progress_id
+
+if TYPE_CHECKING:  # the bus answers job submissions with kinds that name this module's work
+    from pim.commands.bus import CommandBus
 
 BATCH_SIZE = 500
 MAX_BATCH_ATTEMPTS = 10
 
-ItemFn = Callable[[UnitOfWork, int, Any], str]
+ItemFn = Callable[[CommandBatch, int, Any], str]
 
 
 class ItemFailed(Exception):
@@ -46,9 +56,6 @@ def _errors_of(exc: Exception) -> list[dict[str, str]]:
         return [{"field": exc.field or "", "code": "conflict", "message": exc.detail}]
     if isinstance(exc, DomainError):
         return [{"field": "", "code": "invalid", "message": exc.detail}]
-    if isinstance(exc, msgspec.ValidationError):
-        error = field_error_from_msgspec(str(exc))
-        return [{"field": error.field, "code": error.code, "message": error.message}]
     raise exc
 
 
@@ -75,10 +82,10 @@ def new_price(change: PriceChange, variant: Variant) -> tuple[str | None, str | 
     return str(amount), currency
 
 
-PrefetchFn = Callable[[UnitOfWork, int, Sequence[Any]], None]
+PrefetchFn = Callable[[CommandBatch, int, Sequence[Any]], None]
 
 
-def _no_prefetch(uow: UnitOfWork, start: int, items: Sequence[Any]) -> None:
+def _no_prefetch(batch: CommandBatch, start: int, items: Sequence[Any]) -> None:
     return None
 
 
@@ -92,68 +99,74 @@ class BulkItems:
     prefetch: PrefetchFn = _no_prefetch
 
 
-def prefetch_products(uow: UnitOfWork, product_ids: Sequence[str], *, variants: bool) -> None:
+def prefetch_products(batch: CommandBatch, product_ids: Sequence[str], *, variants: bool) -> None:
     """Products, then (optionally) their children lists and variants."""
-    keys = [uow.entity_key(p) for p in product_ids]
-    uow.prefetch(keys + [uow.children_key(p) for p in product_ids] if variants else keys)
+    keys = [batch.entity_key(p) for p in product_ids]
+    batch.prefetch(keys + [batch.children_key(p) for p in product_ids] if variants else keys)
     if variants:
         variant_ids: list[str] = []
         for product_id in product_ids:
-            children = uow.find_children(product_id)
+            children = batch.find_children(product_id)
             if children is not None:
-                variant_ids += children.of_type("variant")
-        uow.prefetch([uow.entity_key(v) for v in variant_ids])
+                variant_ids += children.of_type(Variant.entity_type)
+        batch.prefetch([batch.entity_key(v) for v in variant_ids])
 
 
-def update_items(actor: Actor, payload: BulkUpdatePayload, ids: Sequence[str]) -> BulkItems:
+def update_items(
+    actor: Actor, job_id: str, payload: BulkUpdatePayload, ids: Sequence[str]
+) -> BulkItems:
     values = provided_fields(payload.set, ignore=frozenset()) if payload.set else {}
 
-    def apply(uow: UnitOfWork, index: int, product_id: str) -> str:
+    def apply(batch: CommandBatch, index: int, product_id: str) -> str:
         if values:
-            update_in(uow, UpdateEntity(actor, "product", product_id, values))
+            batch.run(UpdateEntity(actor, Product.entity_type, product_id, values))
         else:
-            uow.get(Product, product_id)  # must exist (404 otherwise)
+            batch.get(Product, product_id)  # must exist (404 otherwise)
         if payload.price is not None:
-            children = uow.find_children(product_id)
-            for variant_id in children.of_type("variant") if children else []:
-                variant = uow.find(Variant, variant_id)
+            children = batch.find_children(product_id)
+            for variant_id in children.of_type(Variant.entity_type) if children else []:
+                variant = batch.find(Variant, variant_id)
                 change = new_price(payload.price, variant) if variant else None
                 if change is not None:
                     price, currency = change
-                    update_in(
-                        uow,
+                    batch.run(
                         UpdateEntity(
                             actor,
-                            "variant",
+                            Variant.entity_type,
                             variant_id,
                             {"price": price, "currency": currency},
                             parent_id=product_id,
-                        ),
+                        )
                     )
         return product_id
 
-    def prefetch(uow: UnitOfWork, start: int, batch: Sequence[Any]) -> None:
-        prefetch_products(uow, [str(i) for i in batch], variants=payload.price is not None)
+    def prefetch(batch: CommandBatch, start: int, items: Sequence[Any]) -> None:
+        prefetch_products(batch, [str(i) for i in items], variants=payload.price is not None)
 
     return BulkItems(ids, apply, prefetch)
 
 
-def delete_items(actor: Actor, ids: Sequence[str]) -> BulkItems:
-    def apply(uow: UnitOfWork, index: int, product_id: str) -> str:
-        delete_in(uow, DeleteEntity(actor, "product", product_id))
+def delete_items(
+    actor: Actor, job_id: str, payload: BulkDeletePayload, ids: Sequence[str]
+) -> BulkItems:
+    def apply(batch: CommandBatch, index: int, product_id: str) -> str:
+        batch.run(DeleteEntity(actor, Product.entity_type, product_id))
         return product_id
 
-    def prefetch(uow: UnitOfWork, start: int, batch: Sequence[Any]) -> None:
-        prefetch_products(uow, [str(i) for i in batch], variants=True)
+    def prefetch(batch: CommandBatch, start: int, items: Sequence[Any]) -> None:
+        prefetch_products(batch, [str(i) for i in items], variants=True)
 
     return BulkItems(ids, apply, prefetch)
 
 
-def import_items(actor: Actor, job_id: str, payload: BulkImportPayload) -> BulkItems:
+def import_items(
+    actor: Actor, job_id: str, payload: BulkImportPayload, ids: Sequence[str]
+) -> BulkItems:
+    """The products of the payload (``ids`` is empty: an import selects nothing)."""
     namespace = uuid.UUID(job_id)
 
-    def apply(uow: UnitOfWork, index: int, item: Any) -> str:
-        data = msgspec.convert(item, ProductInput, strict=True)
+    def apply(batch: CommandBatch, index: int, item: Any) -> str:
+        data = convert_strict(item, ProductInput)
         values = provided_fields(data, ignore=READ_ONLY | {"variants"})
         variants = (
             [provided_fields(v, ignore=READ_ONLY | {"product_id"}) for v in (data.variants or [])]
@@ -162,33 +175,35 @@ def import_items(actor: Actor, job_id: str, payload: BulkImportPayload) -> BulkI
         )
         # Deterministic ids: a batch retried after a crash creates the same products.
         product_id = str(uuid.uuid5(namespace, str(index)))
-        create_in(
-            uow, CreateEntity(actor, "product", values, variants=variants, entity_id=product_id)
+        batch.run(
+            CreateEntity(
+                actor, Product.entity_type, values, variants=variants, entity_id=product_id
+            )
         )
         return product_id
 
-    def prefetch(uow: UnitOfWork, start: int, batch: Sequence[Any]) -> None:
+    def prefetch(batch: CommandBatch, start: int, items: Sequence[Any]) -> None:
         """The unique values and references the new products will check."""
         keys: list[str] = []
-        for offset, item in enumerate(batch):
-            keys.append(uow.children_key(str(uuid.uuid5(namespace, str(start + offset)))))
+        for offset, item in enumerate(items):
+            keys.append(batch.children_key(str(uuid.uuid5(namespace, str(start + offset)))))
             if not isinstance(item, dict):
                 continue
             # Best effort: whatever is malformed is reported per item when it is applied.
             variants = item.get("variants")
             for variant in variants if isinstance(variants, list) else []:
                 if isinstance(variant, dict) and isinstance(variant.get("sku"), str):
-                    keys.append(uow.unique_key("sku", variant["sku"]))
+                    keys.append(batch.unique_key("sku", variant["sku"]))
             if isinstance(item.get("category"), str):
-                keys.append(uow.unique_key("category-slug", item["category"]))
+                keys.append(batch.unique_key("category-slug", item["category"]))
             for key in (
                 item.get("attributes") or {} if isinstance(item.get("attributes"), dict) else {}
             ):
-                keys.append(uow.unique_key("attribute-key", str(key)))
+                keys.append(batch.unique_key("attribute-key", str(key)))
             for ref in ("brand_id", "template_id"):
                 if isinstance(item.get(ref), str):
-                    keys.append(uow.entity_key(item[ref]))
-        uow.prefetch(keys)
+                    keys.append(batch.entity_key(item[ref]))
+        batch.prefetch(keys)
 
     return BulkItems(payload.products, apply, prefetch)
 
@@ -201,16 +216,16 @@ def load_progress(store: EventStore, actor: Actor, job_id: str) -> JobProgress:
 
 
 def prepare_batch(
-    store: EventStore, actor: Actor, work: BulkItems, start: int, end: int
-) -> UnitOfWork:
-    """A unit of work with what items[start:end] need already loaded (one query)."""
-    uow = UnitOfWork(store, actor)
-    work.prefetch(uow, start, work.items[start:end])
-    return uow
+    bus: CommandBus, actor: Actor, work: BulkItems, start: int, end: int
+) -> CommandBatch:
+    """A command batch with what items[start:end] need already loaded (one query)."""
+    batch = bus.batch(actor)
+    work.prefetch(batch, start, work.items[start:end])
+    return batch
 
 
 def apply_batch(
-    store: EventStore,
+    bus: CommandBus,
     actor: Actor,
     job_id: str,
     work: BulkItems,
@@ -219,7 +234,7 @@ def apply_batch(
     *,
     dry_run: bool,
     progress: JobProgress | None = None,
-    prepared: UnitOfWork | None = None,
+    prepared: CommandBatch | None = None,
 ) -> tuple[int | None, JobProgress]:
     """Apply items[start:end] and record their results in one transaction. Items that fail
     are recorded as failed and the batch is re-run without them, so one bad item never
@@ -234,10 +249,10 @@ def apply_batch(
     excluded: dict[int, list[dict[str, str]]] = {}
     for _ in range(MAX_BATCH_ATTEMPTS + end - start):
         if progress is None:
-            progress = load_progress(store, actor, job_id)
+            progress = load_progress(bus.store, actor, job_id)
         if progress.next_index >= end:
             return None, progress  # already applied (a redelivered message)
-        uow = prepared or prepare_batch(store, actor, work, start, end)
+        batch = prepared or prepare_batch(bus, actor, work, start, end)
         prepared = None  # a second attempt starts from fresh state
         results: list[dict[str, Any]] = []
         failed_now = False
@@ -254,8 +269,8 @@ def apply_batch(
                 )
                 continue
             try:
-                entity_id = work.apply(uow, index, work.items[index])
-            except (DomainError, msgspec.ValidationError) as exc:
+                entity_id = work.apply(batch, index, work.items[index])
+            except DomainError as exc:
                 excluded[index] = _errors_of(exc)
                 failed_now = True
                 break
@@ -264,10 +279,7 @@ def apply_batch(
             continue
         progress.record(actor, start, end, results)
         try:
-            if dry_run:
-                return store.save(progress), progress
-            uow.touch(progress)
-            return uow.commit(), progress
+            return batch.commit(progress, dry_run=dry_run), progress
         except IntegrityError:
             progress = None  # someone changed one of these aggregates meanwhile: redo from fresh
             continue

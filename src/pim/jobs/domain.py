@@ -5,25 +5,40 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Self
+from uuid import UUID
 
+import msgspec
 from eventsourcing.domain import BaseAggregate
 
 from pim.domain.context import Actor
 from pim.domain.entity import CatalogEvent, CreationEvent
 from pim.domain.ids import aggregate_id, entity_id_of
+from pim.jobs.kinds import result_url
 
-BULK_TYPES = ("BULK_UPDATE", "BULK_DELETE", "BULK_IMPORT")
-JOB_TYPES = (*BULK_TYPES, "EXPORT")
 JOB_STATUSES = ("PENDING", "PROCESSING", "COMPLETED", "FAILED")
 
 
-def result_url(job_id: object, job_type: str, status: str) -> str | None:
-    """Where a job's result is downloaded, once it has one: a finished job, except a failed
-    export (it wrote no file); a failed bulk job has the results of the items it reached.
-    The job resource and its webhook events both say this."""
-    if status == "COMPLETED" or (status == "FAILED" and job_type != "EXPORT"):
-        return f"/api/v1/pim/bulk-jobs/{job_id}/result"
-    return None
+class JobView(msgspec.Struct, kw_only=True):
+    """A job as clients see it."""
+
+    id: UUID
+    type: str
+    status: str
+    dry_run: bool
+    total_items: int
+    processed_items: int
+    succeeded_items: int
+    failed_items: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    created_by: str
+    error: str | None
+    result_url: str | None
+    # EXPORT: the log position the file reflects (once it is written)
+    position: int | None
+    version: int
+    updated_at: datetime
 
 
 class Job(BaseAggregate[str]):
@@ -175,3 +190,25 @@ class Job(BaseAggregate[str]):
     def fail(self, actor: Actor, reason: str) -> None:
         if not self.finished:
             self.trigger_event(self.Failed, reason=reason, **actor.event_meta())
+
+    def as_resource(self) -> JobView:
+        """The job as its record in the jobs view shows it (what the job itself knows)."""
+        return JobView(
+            id=UUID(self.job_id),
+            type=self.job_type,
+            status=self.status,
+            dry_run=self.dry_run,
+            total_items=self.total_items,
+            processed_items=self.processed_items,
+            succeeded_items=self.succeeded_items,
+            failed_items=self.failed_items,
+            created_at=self.created_on,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+            created_by=self.created_by,
+            error=self.error,
+            result_url=result_url(self.job_id, self.job_type, self.status),
+            position=None,
+            version=self.version,
+            updated_at=self.modified_on,
+        )

@@ -60,12 +60,21 @@ class ExportPayload(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     filters: dict[str, Any] | None = None
 
 
-PAYLOAD_TYPES: dict[str, type[msgspec.Struct]] = {
-    "BULK_UPDATE": BulkUpdatePayload,
-    "BULK_DELETE": BulkDeletePayload,
-    "BULK_IMPORT": BulkImportPayload,
-    "EXPORT": ExportPayload,
-}
+class BulkJobInput(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The body of POST /bulk-jobs."""
+
+    type: str | None = None
+    job_type: str | None = None  # alias existing clients send
+    payload: dict[str, Any] | None = None
+    dry_run: bool = False
+
+
+class ExportInput(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The body of POST /export (the export's payload itself)."""
+
+    format: str = "csv"
+    scope: str = "products"
+    filters: dict[str, Any] | None = None
 
 
 FILTER_NAMES = frozenset(ProductFilters.__struct_fields__)
@@ -101,7 +110,7 @@ def parse_filters(filters: dict[str, Any] | None, field: str) -> ProductFilters 
         ) from None
 
 
-def check_payload(job_type: str, payload: msgspec.Struct) -> None:
+def check_payload(payload: msgspec.Struct) -> None:
     """Rules beyond types: a selection names its items one way; an update changes something."""
     errors: list[FieldError] = []
     if isinstance(payload, Selection):

@@ -19,20 +19,18 @@ import psycopg
 from eventsourcing import persistence as es_persistence
 from psycopg import sql
 
-from pim.commands.unit_of_work import UnitOfWork
+from pim.commands.batch import CommandBatch
+from pim.commands.bus import CommandBus
 from pim.domain.context import Actor
 from pim.domain.errors import DomainError
 from pim.domain.ids import aggregate_id
 from pim.eventstore import EventStore
 from pim.infra.database import advisory_lock_key
 from pim.jobs import bulk
-from pim.jobs.domain import Job, result_url
+from pim.jobs.domain import Job
 from pim.jobs.export import write_export
+from pim.jobs.kinds import JOB_KINDS, result_url
 from pim.jobs.payloads import (
-    PAYLOAD_TYPES,
-    BulkDeletePayload,
-    BulkImportPayload,
-    BulkUpdatePayload,
     ExportPayload,
     Selection,
     parse_filters,
@@ -61,6 +59,8 @@ class JobContext:
     database_url: str
     data_dir: Path
     catalog: EventStore
+    # The one door for catalog writes: each batch of a bulk job runs through it.
+    bus: CommandBus
     jobs: EventStore
     catalog_projector: TenantProjector
     jobs_projector: TenantProjector
@@ -200,28 +200,24 @@ class JobRunner:
         }
 
     def _run(self, job: Job, keep_running: Callable[[], bool]) -> None:
-        payload = msgspec.convert(job.payload, PAYLOAD_TYPES[job.job_type])
+        kind = JOB_KINDS[job.job_type]
+        payload = msgspec.convert(job.payload, kind.payload)
         actor: Actor = job.acting
-        if isinstance(payload, ExportPayload):
+        if kind.result == "file":
+            assert isinstance(payload, ExportPayload)
             self._export(job, payload, actor)
             return
+        assert kind.items is not None, kind
         if job.status == "PENDING":
+            ids: list[str] = []
             if isinstance(payload, Selection):
                 with psycopg.connect(self.ctx.database_url) as conn:
                     ids = resolve_ids(conn, job.tenant_id, payload)
-                job.start(actor, len(ids), ids)
-            else:
-                assert isinstance(payload, BulkImportPayload)
-                job.start(actor, len(payload.products))
+            work = kind.items(actor, job.job_id, payload, ids)
+            job.start(actor, len(work.items), ids if isinstance(payload, Selection) else None)
             self._save_job(job)
-        ids = job.item_ids or []
-        if isinstance(payload, BulkUpdatePayload):
-            work = bulk.update_items(actor, payload, ids)
-        elif isinstance(payload, BulkDeletePayload):
-            work = bulk.delete_items(actor, ids)
         else:
-            assert isinstance(payload, BulkImportPayload)
-            work = bulk.import_items(actor, job.job_id, payload)
+            work = kind.items(actor, job.job_id, payload, job.item_ids or [])
         progress = bulk.load_progress(self.ctx.catalog, actor, job.job_id)
         total = len(work.items)
         start = progress.next_index
@@ -230,7 +226,7 @@ class JobRunner:
         # The next batch is loaded on a second thread while this one is applied: its
         # queries' round trips overlap with this batch's work.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch") as loader:
-            ahead: tuple[int, int, Future[UnitOfWork]] | None = None
+            ahead: tuple[int, int, Future[CommandBatch]] | None = None
             while start < total:
                 end = min(start + self.ctx.batch_size, total)
                 prepared = None
@@ -243,7 +239,7 @@ class JobRunner:
                     else None
                 )
                 position, progress = bulk.apply_batch(
-                    self.ctx.catalog,
+                    self.ctx.bus,
                     actor,
                     job.job_id,
                     work,
@@ -276,7 +272,7 @@ class JobRunner:
             progress.succeeded,
             progress.failed,
             {
-                "kind": "items",
+                "kind": kind.result,
                 "content_type": "application/x-ndjson",
                 "filename": f"{job.job_type.lower()}-{job.job_id}.ndjson",
             },
@@ -284,8 +280,8 @@ class JobRunner:
         self._save_job(job)
         self.ctx.notify(job.tenant_id, "bulk_job.completed", self._event_data(job))
 
-    def _prepare(self, actor: Actor, work: bulk.BulkItems, start: int, end: int) -> UnitOfWork:
-        return bulk.prepare_batch(self.ctx.catalog, actor, work, start, end)
+    def _prepare(self, actor: Actor, work: bulk.BulkItems, start: int, end: int) -> CommandBatch:
+        return bulk.prepare_batch(self.ctx.bus, actor, work, start, end)
 
     def _export(self, job: Job, payload: ExportPayload, actor: Actor) -> None:
         job.start(actor, 0)

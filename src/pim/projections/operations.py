@@ -24,7 +24,6 @@ import psycopg
 from psycopg import sql
 from tqdm import tqdm
 
-from pim.bootstrap import Services
 from pim.eventstore import EVENTS_TABLE, HEADS_TABLE, PARTITIONS
 from pim.infra.database import migration_lock, run_ddl
 from pim.projections.base import Projection
@@ -34,6 +33,7 @@ from pim.projections.statements import Statements
 from pim.projections.stats import StatsView
 from pim.projections.tenants import TenantProjector
 from pim.projections.validation import ValidationView
+from pim.services import Services
 
 PROJECTIONS: dict[str, type[Projection]] = {
     cls.name: cls for cls in (ProductsView, EntitiesView, StatsView, ValidationView)

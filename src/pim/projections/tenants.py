@@ -46,15 +46,6 @@ log = logging.getLogger(__name__)
 
 _decode_json = msgspec.json.Decoder(dict[str, int]).decode
 
-POSITIONS_DDL = [
-    """CREATE TABLE IF NOT EXISTS projection_positions (
-        name text NOT NULL,
-        tenant_id text NOT NULL,
-        position bigint NOT NULL,
-        updated_at timestamptz NOT NULL DEFAULT now(),
-        PRIMARY KEY (name, tenant_id)
-    )""",
-]
 
 # How often a runner recounts the runners and rebalances its partitions.
 REBALANCE_S = 2.0

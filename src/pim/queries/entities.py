@@ -11,6 +11,7 @@ import msgspec
 from psycopg import AsyncConnection, sql
 from psycopg_pool import AsyncConnectionPool
 
+from pim.domain.resource import ListFilter, ResourceType
 from pim.queries.pages import (
     CreatedKey,
     InvalidQuery,
@@ -43,19 +44,19 @@ class SortedKey(msgspec.Struct, array_like=True, frozen=True):
 
 
 class EntityQueries:
+    """Get and list one resource type's items, with the filters and order it declares."""
+
     def __init__(
         self,
         pool: AsyncConnectionPool[AsyncConnection[Any]],
-        entity_type: str,
+        resource: ResourceType,
         *,
-        filters: Mapping[str, Filter] | None = None,
-        by_sort_order: bool = False,
         table: str = "entities_view",
     ) -> None:
         self.pool = pool
-        self.entity_type = entity_type
-        self.filters = dict(filters or {})
-        self.by_sort_order = by_sort_order
+        self.entity_type = resource.entity_type
+        self.filters = {f.name: filter_sql(f) for f in resource.filters}
+        self.by_sort_order = resource.ordered
         self.table = sql.Identifier(table)
 
     async def get_json(self, tenant_id: str, entity_id: UUID) -> Rendered | None:
@@ -125,27 +126,23 @@ class EntityQueries:
         return page, next_cursor
 
 
-def column_uuid(parameter: str, column: str) -> Filter:
+def filter_sql(declared: ListFilter) -> Filter:
+    """How a declared list filter selects rows: a condition on a column of the view or on a
+    field of the item's document, with the parameter's value checked first (400 naming it)."""
+    name = declared.name
+    target = (
+        sql.Identifier(name) if declared.column else sql.SQL("doc ->> {}").format(sql.Literal(name))
+    )
+
     def parse(value: str) -> tuple[sql.Composable, Any]:
-        try:
-            return sql.SQL("{} = %s").format(sql.Identifier(column)), UUID(value)
-        except ValueError:
-            raise InvalidQuery(parameter, "must be a UUID") from None
-
-    return parse
-
-
-def doc_equals(
-    parameter: str, key: str, *, choices: tuple[str, ...] | None = None, uuid: bool = False
-) -> Filter:
-    def parse(value: str) -> tuple[sql.Composable, Any]:
-        if choices is not None and value not in choices:
-            raise InvalidQuery(parameter, f"must be one of {', '.join(choices)}")
-        if uuid:
+        param: Any = value
+        if declared.kind == "choice" and value not in declared.choices:
+            raise InvalidQuery(name, f"must be one of {', '.join(declared.choices)}")
+        if declared.kind == "uuid":
             try:
-                value = str(UUID(value))
+                param = UUID(value) if declared.column else str(UUID(value))
             except ValueError:
-                raise InvalidQuery(parameter, "must be a UUID") from None
-        return sql.SQL("doc ->> {} = %s").format(sql.Literal(key)), value
+                raise InvalidQuery(name, "must be a UUID") from None
+        return sql.SQL("{} = %s").format(target), param
 
     return parse

@@ -12,10 +12,9 @@ from psycopg_pool import AsyncConnectionPool
 
 from pim.domain.ids import aggregate_id
 from pim.domain.indexes import children_id
-from pim.domain.product import Product
+from pim.domain.product import Product, ProductView
 from pim.eventstore import EVENTS_TABLE, EventStore
 from pim.queries.audit import to_entry
-from pim.queries.products import ProductView
 
 
 class HistoryEntry(msgspec.Struct, kw_only=True):

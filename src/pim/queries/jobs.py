@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
-from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -12,54 +11,10 @@ from psycopg import AsyncConnection, sql
 from psycopg_pool import AsyncConnectionPool
 
 from pim.eventstore import EVENTS_TABLE, EventStore
-from pim.jobs.domain import JOB_STATUSES, JOB_TYPES, Job, result_url
+from pim.jobs.domain import JOB_STATUSES, JobView
+from pim.jobs.kinds import JOB_KINDS, JOB_TYPES, result_url
 from pim.jobs.progress import JobProgress, progress_id
 from pim.queries.pages import CreatedKey, InvalidQuery, decode_cursor, encode_cursor
-
-
-class JobView(msgspec.Struct, kw_only=True):
-    id: UUID
-    type: str
-    status: str
-    dry_run: bool
-    total_items: int
-    processed_items: int
-    succeeded_items: int
-    failed_items: int
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    created_by: str
-    error: str | None
-    result_url: str | None
-    # EXPORT: the log position the file reflects (once it is written)
-    position: int | None
-    version: int
-    updated_at: datetime
-
-
-def job_view(job: Job) -> JobView:
-    """A job as its record in the jobs view shows it (what the job itself knows)."""
-    return JobView(
-        id=UUID(job.job_id),
-        type=job.job_type,
-        status=job.status,
-        dry_run=job.dry_run,
-        total_items=job.total_items,
-        processed_items=job.processed_items,
-        succeeded_items=job.succeeded_items,
-        failed_items=job.failed_items,
-        created_at=job.created_on,
-        started_at=job.started_at,
-        finished_at=job.finished_at,
-        created_by=job.created_by,
-        error=job.error,
-        result_url=result_url(job.job_id, job.job_type, job.status),
-        position=None,
-        version=job.version,
-        updated_at=job.modified_on,
-    )
-
 
 _COLUMNS = sql.SQL(
     "id, type, status, dry_run, total_items, processed_items, succeeded_items, failed_items,"
@@ -87,7 +42,8 @@ def _to_view(row: tuple[Any, ...]) -> tuple[JobView, dict[str, Any] | None]:
         version,
         updated_at,
     ) = row
-    position = result.get("position") if job_type == "EXPORT" and result else None
+    file_result = job_type in JOB_KINDS and JOB_KINDS[job_type].result == "file"
+    position = result.get("position") if file_result and result else None
     view = JobView(
         id=job_id,
         type=job_type,

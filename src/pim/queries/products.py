@@ -11,7 +11,8 @@ import msgspec
 from psycopg import AsyncConnection, sql
 from psycopg_pool import AsyncConnectionPool
 
-from pim.domain.product import PRODUCT_STATUSES
+from pim.domain.product import PRODUCT_STATUSES, ProductView
+from pim.domain.resource import response_fields
 from pim.domain.rules import SLUG_PATTERN
 from pim.queries.pages import (
     CreatedKey,
@@ -24,31 +25,21 @@ from pim.queries.pages import (
 )
 
 
-class ProductView(msgspec.Struct, kw_only=True):
-    """A product as clients see it."""
-
-    id: UUID
-    title: str
-    description: str | None
-    category: str | None
-    status: str
-    brand_id: UUID | None
-    template_id: UUID | None
-    attributes: dict[str, Any]
-    variant_count: int
-    version: int
-    created_at: datetime
-    updated_at: datetime
+def _product_json() -> sql.Composable:
+    """One product as JSON text: ProductView's fields, in its order, rendered by PostgreSQL
+    from the products view's columns (timestamps as RFC 3339 UTC)."""
+    parts: list[sql.Composable] = []
+    for name in response_fields(ProductView):
+        value = (
+            sql.SQL(rfc3339_sql(name))
+            if name in ("created_at", "updated_at")
+            else sql.Identifier(name)
+        )
+        parts.append(sql.SQL("{}, {}").format(sql.Literal(name), value))
+    return sql.SQL("json_build_object({})::text").format(sql.SQL(", ").join(parts))
 
 
-# One product as JSON text, in ProductView's field order and format.
-PRODUCT_JSON = sql.SQL(
-    "json_build_object('id', id, 'title', title, 'description', description,"
-    " 'category', category, 'status', status, 'brand_id', brand_id,"
-    " 'template_id', template_id, 'attributes', attributes, 'variant_count', variant_count,"
-    " 'version', version, 'created_at', " + rfc3339_sql("created_at") + ","
-    " 'updated_at', " + rfc3339_sql("updated_at") + ")::text"
-)
+PRODUCT_JSON = _product_json()
 
 
 def _uuid_param(name: str, value: str) -> UUID:

@@ -32,48 +32,6 @@ PENDING = "PENDING"
 DELIVERED = "DELIVERED"
 FAILED = "FAILED"
 
-WEBHOOKS_DDL: list[str] = [
-    """CREATE TABLE IF NOT EXISTS webhooks (
-        tenant_id uuid NOT NULL,
-        id uuid NOT NULL,
-        url text NOT NULL,
-        events text[] NOT NULL,
-        secret text NOT NULL,
-        created_at timestamptz NOT NULL DEFAULT now(),
-        created_by text NOT NULL,
-        PRIMARY KEY (tenant_id, id)
-    )""",
-    # Resource shape (the API contract): a webhook is never changed, so it stays at version 1; the
-    # columns are added to tables made before they existed.
-    "ALTER TABLE webhooks ADD COLUMN IF NOT EXISTS version integer NOT NULL DEFAULT 1",
-    "ALTER TABLE webhooks ADD COLUMN IF NOT EXISTS updated_at timestamptz",
-    "CREATE INDEX IF NOT EXISTS webhooks_by_creation ON webhooks (tenant_id, created_at, id)",
-    """CREATE TABLE IF NOT EXISTS webhook_deliveries (
-        tenant_id uuid NOT NULL,
-        id uuid NOT NULL,
-        webhook_id uuid NOT NULL,
-        event_id uuid NOT NULL,
-        event_type text NOT NULL,
-        payload bytea NOT NULL,
-        status text NOT NULL DEFAULT 'PENDING'
-            CHECK (status IN ('PENDING', 'DELIVERED', 'FAILED')),
-        attempts integer NOT NULL DEFAULT 0,
-        last_status_code integer,
-        last_error text,
-        created_at timestamptz NOT NULL DEFAULT now(),
-        updated_at timestamptz NOT NULL DEFAULT now(),
-        delivered_at timestamptz,
-        PRIMARY KEY (tenant_id, id)
-    )""",
-    # a webhook's deliveries in creation order (scanned forwards or backwards)
-    """CREATE INDEX IF NOT EXISTS webhook_deliveries_by_webhook
-        ON webhook_deliveries (tenant_id, webhook_id, created_at DESC, id DESC)""",
-    # the delivery actor only knows the delivery id
-    "CREATE UNIQUE INDEX IF NOT EXISTS webhook_deliveries_by_id ON webhook_deliveries (id)",
-    # the sweeper looks for PENDING deliveries whose message was lost (see stale_deliveries)
-    """CREATE INDEX IF NOT EXISTS webhook_deliveries_pending
-        ON webhook_deliveries (updated_at) WHERE status = 'PENDING'""",
-]
 
 # A delivery never attempted this long after it was recorded has probably lost its message.
 UNSENT_AFTER_S = 30

@@ -1,0 +1,180 @@
+"""What a resource type is: one declaration per type, beside its entity, from which everything
+else is derived — the commands' rules, the read queries and their filters, the routes and the
+OpenAPI document. Adding a resource type means writing its entity and its ``ResourceType``
+in one module of ``domain/`` and listing it in ``domain/registry.py``.
+
+A declaration is data and pure code: the input and view shapes (msgspec Structs), the list
+filters (names and kinds, interpreted by the queries), and the *policy*: the rules that span
+aggregates (references, unique values, children lists, cascades), written against the
+``Workspace`` protocol that a command's unit of work implements. Nothing here does I/O."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
+from uuid import UUID
+
+import msgspec
+
+from pim.domain.context import Actor
+from pim.domain.entity import Entity
+
+if TYPE_CHECKING:
+    from pim.domain.indexes import Children
+
+UNSET = msgspec.UNSET
+Unset = msgspec.UnsetType
+# Fields a client may send back as it got them (GET -> edit -> PUT) and that are ignored.
+READ_ONLY = frozenset({"id", "version", "created_at", "updated_at", "variant_count"})
+
+TEntity = TypeVar("TEntity", bound=Entity)
+
+
+class ResourceInput(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """A request body: every field optional (merge patch), unknown fields refused. The
+    read-only metadata is accepted and ignored."""
+
+    id: Any = UNSET
+    version: Any = UNSET
+    created_at: Any = UNSET
+    updated_at: Any = UNSET
+
+
+class ResourceView(msgspec.Struct, kw_only=True):
+    """A resource as clients see it (its read model renders exactly these fields)."""
+
+    id: UUID
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+METADATA = ("version", "created_at", "updated_at")
+
+
+@functools.cache
+def response_fields(view: type[ResourceView]) -> tuple[str, ...]:
+    """A view's fields in the order answers show them: the id, the resource's own fields,
+    then the version and timestamps."""
+    own = [name for name in view.__struct_fields__ if name != "id" and name not in METADATA]
+    return ("id", *own, *METADATA)
+
+
+def provided_fields(
+    struct: msgspec.Struct, *, ignore: frozenset[str] = READ_ONLY
+) -> dict[str, Any]:
+    """The fields a client actually sent (UNSET ones left out), minus ``ignore``d ones."""
+    out: dict[str, Any] = {}
+    for name in struct.__struct_fields__:
+        value = getattr(struct, name)
+        if name in ignore or value is UNSET:
+            continue
+        if isinstance(value, UUID):
+            value = str(value)
+        elif isinstance(value, list):
+            value = [str(v) if isinstance(v, UUID) else v for v in value]
+        out[name] = value
+    return out
+
+
+@dataclass(frozen=True)
+class ListFilter:
+    """A query parameter of a resource's list that selects items by one field's value."""
+
+    name: str  # the query parameter, and the field it matches
+    kind: Literal["text", "uuid", "choice"] = "text"
+    choices: tuple[str, ...] = ()
+    column: bool = False  # a column of the read model (else a field of its document)
+
+
+class Workspace(Protocol):
+    """What a policy may do: the unit of work of the command it runs in. Everything it
+    loads comes from the log; everything it changes is saved with the command."""
+
+    actor: Actor
+
+    def find(self, cls: type[TEntity], entity_id: str) -> TEntity | None: ...
+
+    def get(self, cls: type[TEntity], entity_id: str) -> TEntity: ...
+
+    def entity_key(self, entity_id: str) -> str: ...
+
+    def children_key(self, parent_id: str) -> str: ...
+
+    def owner_of(self, kind: str, value: str) -> str | None: ...
+
+    def claim(self, kind: str, value: str, owner_id: str, label: str, *, field: str) -> None: ...
+
+    def release(self, kind: str, value: str, owner_id: str) -> None: ...
+
+    def pass_turnstile(self, name: str, by: str) -> None: ...
+
+    def find_children(self, parent_id: str) -> Children | None: ...
+
+    def children(self, parent_id: str, *, joining: dict[str, str] | None = None) -> Children: ...
+
+    def delete(self, entity: Entity) -> None:
+        """Delete an entity and what cascades from it (no-op if this command already did)."""
+
+
+class Policy:
+    """A resource type's rules beyond its own fields. Default: none."""
+
+    def loads(self, ws: Workspace, entity_id: str) -> list[str]:
+        """What a command on this entity reads besides the entity (loaded with it, in one
+        query)."""
+        return [ws.entity_key(entity_id)]
+
+    def resource(self, ws: Workspace, entity: Entity) -> dict[str, Any]:
+        """The entity as clients see it after the command (what its read model will show)."""
+        return entity.as_resource()
+
+    def on_create(self, ws: Workspace, entity: Entity) -> None:
+        """Check references and claim unique values for a new entity."""
+
+    def on_update(self, ws: Workspace, entity: Entity, before: Mapping[str, Any]) -> None:
+        """Same for changed fields (``before`` holds the previous values)."""
+
+    def on_delete(self, ws: Workspace, entity: Entity) -> None:
+        """Release what the entity held and cascade to its children."""
+
+
+def changed(entity: Entity, before: Mapping[str, Any], name: str) -> bool:
+    return before.get(name) != entity.fields.get(name)
+
+
+@dataclass(frozen=True)
+class ResourceType:
+    """Everything about one resource type that is not its entity's own rules."""
+
+    entity: type[Entity]
+    collection: str  # URL segment: /api/v1/pim/<collection>
+    tag: str  # OpenAPI tag
+    input: type[ResourceInput]
+    view: type[ResourceView]
+    policy: Policy = field(default_factory=Policy)
+    filters: tuple[ListFilter, ...] = ()
+    # Nested: reachable only through its parent's path (/products/{id}/variants); the
+    # parent's entity type (a name: the parent's module imports this one's input).
+    parent: str | None = None
+    # Which read model serves it: the generic entities view or the products view.
+    read_model: Literal["entities", "products"] = "entities"
+    # Body fields accepted and ignored (read-only metadata, path parameters).
+    ignore: frozenset[str] = READ_ONLY
+    # Body fields only a create may carry (a product's variants).
+    create_only: frozenset[str] = frozenset()
+    # GET by id accepts ?version=N and ?as_of=<time> (read from the log).
+    time_travel: bool = False
+    # Lists ordered by sort_order first (media), else by creation.
+    ordered: bool = False
+
+    @property
+    def entity_type(self) -> str:
+        return self.entity.entity_type
+
+    @property
+    def label(self) -> str:
+        return self.entity_type.replace("_", " ")
