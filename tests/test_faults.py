@@ -177,7 +177,8 @@ def test_postgres_killed_under_keyed_writers_loses_nothing_and_duplicates_nothin
     assert not any(thread.is_alive() for thread in threads)
     assert writers.unexpected == []
     # Outage answers were fast (bounded pool waits and connect timeouts), never hangs.
-    assert writers.slowest_503_s < 3.0
+    # (2 s pool wait + connect timeout; the margin is for a loaded 2-core CI machine)
+    assert writers.slowest_503_s < 4.0
     # PostgreSQL came back by itself (a new postmaster) and writes with it, within 15 s.
     assert _postgres_pid(data_dir) not in (None, killed)
     after = sorted(when for _, when in writers.created.values() if when > killed_at)

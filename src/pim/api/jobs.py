@@ -12,21 +12,8 @@ from anyio import to_thread
 from litestar import Controller, Response, get, post
 from litestar.response import File, Stream
 
+from pim.api import http
 from pim.api.bodies import decode_body
-from pim.api.http import (
-    AnyRequest,
-    answer_for,
-    context_of,
-    next_link,
-    path_uuid,
-    query_params,
-    reads_of,
-    recorded,
-    resource_url,
-    respond,
-    respond_outcome,
-    services_of,
-)
 from pim.api.openapi import READ_RESPONSES, WRITE_RESPONSES, body_of
 from pim.api.problems import ApiError
 from pim.commands.messages import SubmitJob, new_id
@@ -38,26 +25,26 @@ from pim.queries.pages import parse_limit
 
 
 async def _accept(
-    request: AnyRequest, job_type: str, payload: msgspec.Struct, dry_run: bool
+    request: http.AnyRequest, job_type: str, payload: msgspec.Struct, dry_run: bool
 ) -> Response[JobView]:
     """Record the job through the command bus (its creation event is the only record);
     answer 202 once its own record is readable. The dispatcher queues its work."""
-    ctx, services = context_of(request), services_of(request)
+    ctx, services = http.context_of(request), http.services_of(request)
     job_id = new_id()
-    location = resource_url(request, "bulk-jobs", job_id)
+    location = http.resource_url(request, "bulk-jobs", job_id)
     command = SubmitJob(
         ctx.actor,
         job_type,
         msgspec.to_builtins(payload),
         dry_run=dry_run,
         job_id=job_id,
-        answer=answer_for(request, 202, Location=location),
+        answer=http.answer_for(request, 202, Location=location),
     )
     outcome = await to_thread.run_sync(services.bus.handle, command)
-    recorded(request, outcome.position)
+    http.recorded(request, outcome.position)
     if services.job_queue is not None:  # a shortcut: the dispatcher queues it anyway
         await to_thread.run_sync(services.job_queue.send, ctx.tenant_id, job_id)
-    return respond_outcome(outcome, 202, Location=location)
+    return http.respond_outcome(outcome, 202, Location=location)
 
 
 class JobsController(Controller):
@@ -72,7 +59,7 @@ class JobsController(Controller):
         operation_class=body_of(ExportInput),
         operation_id="createExport",
     )
-    async def export(self, request: AnyRequest) -> Response[JobView]:
+    async def export(self, request: http.AnyRequest) -> Response[JobView]:
         data = decode_body(
             await request.body(), request.headers.get("content-type"), ExportInput, required=False
         )
@@ -87,7 +74,7 @@ class JobsController(Controller):
         operation_class=body_of(BulkJobInput),
         operation_id="createBulkJob",
     )
-    async def create_job(self, request: AnyRequest) -> Response[JobView]:
+    async def create_job(self, request: http.AnyRequest) -> Response[JobView]:
         data = decode_body(await request.body(), request.headers.get("content-type"), BulkJobInput)
         assert data is not None
         if data.type is not None and data.job_type is not None and data.type != data.job_type:
@@ -115,15 +102,15 @@ class JobsController(Controller):
         return await _accept(request, job_type, typed, dry_run)
 
     @get("/bulk-jobs", responses=READ_RESPONSES, summary="List jobs", operation_id="listBulkJobs")
-    async def list_jobs(self, request: AnyRequest) -> Response[list[JobView]]:
-        params = query_params(request)
-        items, cursor = await reads_of(request).jobs.list(
-            context_of(request).tenant_id,
+    async def list_jobs(self, request: http.AnyRequest) -> Response[list[JobView]]:
+        params = http.query_params(request)
+        items, cursor = await http.reads_of(request).jobs.list(
+            http.context_of(request).tenant_id,
             limit=parse_limit(params.get("limit")),
             cursor=params.get("cursor"),
             params=params,
         )
-        return Response(items, headers=next_link(request, cursor))
+        return Response(items, headers=http.next_link(request, cursor))
 
     @get(
         "/bulk-jobs/{job_id:str}",
@@ -131,13 +118,13 @@ class JobsController(Controller):
         summary="Get a job",
         operation_id="getBulkJob",
     )
-    async def get_job(self, request: AnyRequest, job_id: str) -> Response[JobView]:
-        found = await reads_of(request).jobs.get(
-            context_of(request).tenant_id, path_uuid(job_id, "job")
+    async def get_job(self, request: http.AnyRequest, job_id: str) -> Response[JobView]:
+        found = await http.reads_of(request).jobs.get(
+            http.context_of(request).tenant_id, http.path_uuid(job_id, "job")
         )
         if found is None:
             raise NotFound("job not found")
-        return respond(found[0], 200)
+        return http.respond(found[0], 200)
 
     @get(
         "/bulk-jobs/{job_id:str}/result",
@@ -146,10 +133,10 @@ class JobsController(Controller):
         operation_id="getBulkJobResult",
         media_type="application/x-ndjson",  # the export branch sets its own type
     )
-    async def result(self, request: AnyRequest, job_id: str) -> Any:
-        tenant_id = context_of(request).tenant_id
-        jid = path_uuid(job_id, "job")
-        found = await reads_of(request).jobs.get(tenant_id, jid)
+    async def result(self, request: http.AnyRequest, job_id: str) -> Any:
+        tenant_id = http.context_of(request).tenant_id
+        jid = http.path_uuid(job_id, "job")
+        found = await http.reads_of(request).jobs.get(tenant_id, jid)
         if found is None:
             raise NotFound("job not found")
         view, result = found
@@ -171,7 +158,7 @@ class JobsController(Controller):
             return File(path=path, filename=result["filename"], media_type=media_type)
 
         async def lines() -> AsyncIterator[bytes]:
-            async for line in reads_of(request).jobs.item_results(tenant_id, jid):
+            async for line in http.reads_of(request).jobs.item_results(tenant_id, jid):
                 yield line
 
         filename = f"{view.type.lower()}-{view.id}.ndjson"

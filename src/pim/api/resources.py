@@ -12,22 +12,8 @@ from litestar import Response, Router, delete, get, patch, post, put
 from litestar.handlers import HTTPRouteHandler
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
+from pim.api import http
 from pim.api.bodies import decode_body
-from pim.api.http import (
-    AnyRequest,
-    answer_for,
-    context_of,
-    if_match_version,
-    next_link,
-    path_uuid,
-    query_params,
-    reads_of,
-    recorded,
-    resource_url,
-    respond,
-    respond_outcome,
-    services_of,
-)
 from pim.api.openapi import READ_RESPONSES, WRITE_RESPONSES, body_of
 from pim.api.problems import ApiError
 from pim.commands.messages import CreateEntity, DeleteEntity, UpdateEntity, new_id
@@ -65,12 +51,12 @@ def _parent_collection(resource: ResourceType) -> str | None:
 
 
 def _location(
-    request: AnyRequest, resource: ResourceType, entity_id: object, parent_id: str | None
+    request: http.AnyRequest, resource: ResourceType, entity_id: object, parent_id: str | None
 ) -> str:
     parent = _parent_collection(resource)
     if parent is not None:
-        return resource_url(request, f"{parent}/{parent_id}/{resource.collection}", entity_id)
-    return resource_url(request, resource.collection, entity_id)
+        return http.resource_url(request, f"{parent}/{parent_id}/{resource.collection}", entity_id)
+    return http.resource_url(request, resource.collection, entity_id)
 
 
 class ResourceEndpoints:
@@ -82,12 +68,14 @@ class ResourceEndpoints:
     def _parent_id(self, parent_id: str | None) -> str | None:
         if parent_id is None or self.r.parent is None:
             return None
-        return str(path_uuid(parent_id, self.r.parent))
+        return str(http.path_uuid(parent_id, self.r.parent))
 
-    async def _read(self, request: AnyRequest, entity_id: str, product_id: str | None) -> Rendered:
-        ctx = context_of(request)
+    async def _read(
+        self, request: http.AnyRequest, entity_id: str, product_id: str | None
+    ) -> Rendered:
+        ctx = http.context_of(request)
         view: Rendered | None = (
-            await reads_of(request)
+            await http.reads_of(request)
             .resources[self.r.entity_type]
             .get_json(ctx.tenant_id, UUID(entity_id))
         )
@@ -95,22 +83,22 @@ class ResourceEndpoints:
             raise NotFound(f"{self.r.label} not found")
         return view
 
-    async def _check_parent(self, request: AnyRequest, parent_id: str | None) -> str | None:
+    async def _check_parent(self, request: http.AnyRequest, parent_id: str | None) -> str | None:
         if parent_id is None or self.r.parent is None:
             return None
-        pid = str(path_uuid(parent_id, self.r.parent))
-        ctx = context_of(request)
-        parents = reads_of(request).resources[self.r.parent]
+        pid = str(http.path_uuid(parent_id, self.r.parent))
+        ctx = http.context_of(request)
+        parents = http.reads_of(request).resources[self.r.parent]
         if await parents.get_json(ctx.tenant_id, UUID(pid)) is None:
             raise NotFound(f"{self.r.parent} not found")
         return pid
 
-    async def list(self, request: AnyRequest, product_id: str | None) -> Response[Any]:
+    async def list(self, request: http.AnyRequest, product_id: str | None) -> Response[Any]:
         pid = await self._check_parent(request, product_id)
-        ctx = context_of(request)
-        params = query_params(request)
+        ctx = http.context_of(request)
+        params = http.query_params(request)
         page, cursor = (
-            await reads_of(request)
+            await http.reads_of(request)
             .resources[self.r.entity_type]
             .list(
                 ctx.tenant_id,
@@ -121,10 +109,12 @@ class ResourceEndpoints:
             )
         )
         # The page arrives as JSON bytes rendered by PostgreSQL; sent as they are.
-        return Response(page, media_type="application/json", headers=next_link(request, cursor))
+        return Response(
+            page, media_type="application/json", headers=http.next_link(request, cursor)
+        )
 
-    async def create(self, request: AnyRequest, product_id: str | None) -> Response[Any]:
-        ctx, services = context_of(request), services_of(request)
+    async def create(self, request: http.AnyRequest, product_id: str | None) -> Response[Any]:
+        ctx, services = http.context_of(request), http.services_of(request)
         pid = self._parent_id(product_id)
         values, nested = _values(
             self.r, await request.body(), request.headers.get("content-type"), creating=True
@@ -138,24 +128,24 @@ class ResourceEndpoints:
             parent_id=pid,
             variants=nested,
             entity_id=entity_id,
-            answer=answer_for(request, HTTP_201_CREATED, Location=location),
+            answer=http.answer_for(request, HTTP_201_CREATED, Location=location),
         )
         outcome = await to_thread.run_sync(services.bus.handle, command)
-        recorded(request, outcome.position)
-        return respond_outcome(outcome, HTTP_201_CREATED, Location=location)
+        http.recorded(request, outcome.position)
+        return http.respond_outcome(outcome, HTTP_201_CREATED, Location=location)
 
     async def get(
-        self, request: AnyRequest, entity_id: str, product_id: str | None
+        self, request: http.AnyRequest, entity_id: str, product_id: str | None
     ) -> Response[Any]:
         pid = self._parent_id(product_id)
-        eid = path_uuid(entity_id, self.r.label)
-        params = query_params(request)
+        eid = http.path_uuid(entity_id, self.r.label)
+        params = http.query_params(request)
         if self.r.time_travel and ("version" in params or "as_of" in params):
-            return respond(await self._past(request, eid, params), HTTP_200_OK)
+            return http.respond(await self._past(request, eid, params), HTTP_200_OK)
         view = await self._read(request, str(eid), pid)
-        return respond(view, HTTP_200_OK)
+        return http.respond(view, HTTP_200_OK)
 
-    async def _past(self, request: AnyRequest, entity_id: UUID, params: dict[str, str]) -> Any:
+    async def _past(self, request: http.AnyRequest, entity_id: UUID, params: dict[str, str]) -> Any:
         """The resource as it was at ``?version=N`` or ``?as_of=<RFC 3339>`` (from the log)."""
         version = None
         if "version" in params and "as_of" in params:
@@ -165,32 +155,36 @@ class ResourceEndpoints:
             if version is None or version < 1:
                 raise InvalidQuery("version", "must be a positive integer")
         as_of = datetime_param("as_of", params["as_of"]) if "as_of" in params else None
-        view = await reads_of(request).history.product_at(
-            context_of(request).tenant_id, entity_id, version=version, as_of=as_of
+        view = await http.reads_of(request).history.product_at(
+            http.context_of(request).tenant_id, entity_id, version=version, as_of=as_of
         )
         if view is None:
             raise NotFound(f"{self.r.label} not found at that version or time")
         return view
 
     async def update(
-        self, request: AnyRequest, entity_id: str, product_id: str | None
+        self, request: http.AnyRequest, entity_id: str, product_id: str | None
     ) -> Response[Any]:
-        ctx, services = context_of(request), services_of(request)
+        ctx, services = http.context_of(request), http.services_of(request)
         pid = self._parent_id(product_id)
-        eid = str(path_uuid(entity_id, self.r.label))
-        expected = if_match_version(request)
+        eid = str(http.path_uuid(entity_id, self.r.label))
+        expected = http.if_match_version(request)
         values, _ = _values(
             self.r, await request.body(), request.headers.get("content-type"), creating=False
         )
         command = UpdateEntity(ctx.actor, self.r.entity_type, eid, values, expected, pid)
         outcome = await to_thread.run_sync(services.bus.handle, command)
-        return respond_outcome(outcome, HTTP_200_OK)
+        return http.respond_outcome(outcome, HTTP_200_OK)
 
-    async def delete(self, request: AnyRequest, entity_id: str, product_id: str | None) -> None:
-        ctx, services = context_of(request), services_of(request)
+    async def delete(
+        self, request: http.AnyRequest, entity_id: str, product_id: str | None
+    ) -> None:
+        ctx, services = http.context_of(request), http.services_of(request)
         pid = self._parent_id(product_id)
-        eid = str(path_uuid(entity_id, self.r.label))
-        command = DeleteEntity(ctx.actor, self.r.entity_type, eid, if_match_version(request), pid)
+        eid = str(http.path_uuid(entity_id, self.r.label))
+        command = DeleteEntity(
+            ctx.actor, self.r.entity_type, eid, http.if_match_version(request), pid
+        )
         await to_thread.run_sync(services.bus.handle, command)
 
 
@@ -210,36 +204,36 @@ def _handlers(r: ResourceType, e: ResourceEndpoints) -> list[HTTPRouteHandler]:
         # Resources nest under products (the only parent type): the path names product_id.
         assert r.parent == Product.entity_type, r
 
-        async def list_items(request: AnyRequest, product_id: str) -> Any:
+        async def list_items(request: http.AnyRequest, product_id: str) -> Any:
             return await e.list(request, product_id)
 
-        async def create_item(request: AnyRequest, product_id: str) -> Any:
+        async def create_item(request: http.AnyRequest, product_id: str) -> Any:
             return await e.create(request, product_id)
 
-        async def get_item(request: AnyRequest, product_id: str, entity_id: str) -> Any:
+        async def get_item(request: http.AnyRequest, product_id: str, entity_id: str) -> Any:
             return await e.get(request, entity_id, product_id)
 
-        async def update_item(request: AnyRequest, product_id: str, entity_id: str) -> Any:
+        async def update_item(request: http.AnyRequest, product_id: str, entity_id: str) -> Any:
             return await e.update(request, entity_id, product_id)
 
-        async def delete_item(request: AnyRequest, product_id: str, entity_id: str) -> None:
+        async def delete_item(request: http.AnyRequest, product_id: str, entity_id: str) -> None:
             await e.delete(request, entity_id, product_id)
 
     else:
 
-        async def list_items(request: AnyRequest) -> Any:  # type: ignore[misc]
+        async def list_items(request: http.AnyRequest) -> Any:  # type: ignore[misc]
             return await e.list(request, None)
 
-        async def create_item(request: AnyRequest) -> Any:  # type: ignore[misc]
+        async def create_item(request: http.AnyRequest) -> Any:  # type: ignore[misc]
             return await e.create(request, None)
 
-        async def get_item(request: AnyRequest, entity_id: str) -> Any:  # type: ignore[misc]
+        async def get_item(request: http.AnyRequest, entity_id: str) -> Any:  # type: ignore[misc]
             return await e.get(request, entity_id, None)
 
-        async def update_item(request: AnyRequest, entity_id: str) -> Any:  # type: ignore[misc]
+        async def update_item(request: http.AnyRequest, entity_id: str) -> Any:  # type: ignore[misc]
             return await e.update(request, entity_id, None)
 
-        async def delete_item(request: AnyRequest, entity_id: str) -> None:  # type: ignore[misc]
+        async def delete_item(request: http.AnyRequest, entity_id: str) -> None:  # type: ignore[misc]
             await e.delete(request, entity_id, None)
 
     by_id = "/{entity_id:str}"

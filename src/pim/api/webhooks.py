@@ -13,21 +13,8 @@ from anyio import to_thread
 from litestar import Controller, Response, delete, get, post
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
+from pim.api import http
 from pim.api.bodies import decode_body
-from pim.api.http import (
-    AnyRequest,
-    answer_for,
-    context_of,
-    if_match_version,
-    next_link,
-    path_uuid,
-    query_params,
-    reads_of,
-    recorded,
-    resource_url,
-    respond,
-    services_of,
-)
 from pim.api.openapi import READ_RESPONSES, WRITE_RESPONSES, body_of
 from pim.domain.errors import FieldError, NotFound, ValidationFailed
 from pim.queries.pages import parse_limit
@@ -85,15 +72,15 @@ class WebhookController(Controller):
         summary="List webhooks, oldest first",
         operation_id="listWebhooks",
     )
-    async def list_webhooks(self, request: AnyRequest) -> Response[list[Webhook]]:
-        params = query_params(request)
+    async def list_webhooks(self, request: http.AnyRequest) -> Response[list[Webhook]]:
+        params = http.query_params(request)
         items, cursor = await store.list_webhooks(
-            reads_of(request).pool,
-            context_of(request).tenant_id,
+            http.reads_of(request).pool,
+            http.context_of(request).tenant_id,
             limit=parse_limit(params.get("limit")),
             cursor=params.get("cursor"),
         )
-        return Response(items, headers=next_link(request, cursor))
+        return Response(items, headers=http.next_link(request, cursor))
 
     @post(
         "/",
@@ -103,8 +90,8 @@ class WebhookController(Controller):
         summary="Register a webhook (its secret is returned only here)",
         operation_id="createWebhook",
     )
-    async def create_webhook(self, request: AnyRequest) -> Response[CreatedWebhook]:
-        ctx, services = context_of(request), services_of(request)
+    async def create_webhook(self, request: http.AnyRequest) -> Response[CreatedWebhook]:
+        ctx, services = http.context_of(request), http.services_of(request)
         data = decode_body(await request.body(), request.headers.get("content-type"), WebhookInput)
         assert data is not None
         errors: list[FieldError] = []
@@ -119,25 +106,25 @@ class WebhookController(Controller):
         if errors:
             raise ValidationFailed(errors)
         webhook_id = uuid4()
-        location = resource_url(request, "webhooks", webhook_id)
+        location = http.resource_url(request, "webhooks", webhook_id)
         created = await store.create_webhook(
-            reads_of(request).pool,
+            http.reads_of(request).pool,
             ctx.tenant_id,
             url=url,
             events=events,
             secret=data.secret if data.secret is not None else secrets.token_urlsafe(32),
             created_by=ctx.actor.actor,
             webhook_id=webhook_id,
-            answer=answer_for(request, HTTP_201_CREATED, Location=location),
+            answer=http.answer_for(request, HTTP_201_CREATED, Location=location),
         )
-        recorded(request, 0)
-        return respond(msgspec.to_builtins(created), HTTP_201_CREATED, Location=location)
+        http.recorded(request, 0)
+        return http.respond(msgspec.to_builtins(created), HTTP_201_CREATED, Location=location)
 
-    async def _webhook(self, request: AnyRequest, webhook_id: str) -> Webhook:
+    async def _webhook(self, request: http.AnyRequest, webhook_id: str) -> Webhook:
         hook = await store.get_webhook(
-            reads_of(request).pool,
-            context_of(request).tenant_id,
-            path_uuid(webhook_id, "webhook"),
+            http.reads_of(request).pool,
+            http.context_of(request).tenant_id,
+            http.path_uuid(webhook_id, "webhook"),
         )
         if hook is None:
             raise NotFound("webhook not found")
@@ -149,8 +136,8 @@ class WebhookController(Controller):
         summary="Get a webhook",
         operation_id="getWebhook",
     )
-    async def get_webhook(self, request: AnyRequest, webhook_id: str) -> Response[Webhook]:
-        return respond(await self._webhook(request, webhook_id), 200)
+    async def get_webhook(self, request: http.AnyRequest, webhook_id: str) -> Response[Webhook]:
+        return http.respond(await self._webhook(request, webhook_id), 200)
 
     @delete(
         "/{webhook_id:str}",
@@ -159,13 +146,13 @@ class WebhookController(Controller):
         summary="Delete a webhook (and its deliveries)",
         operation_id="deleteWebhook",
     )
-    async def delete_webhook(self, request: AnyRequest, webhook_id: str) -> None:
-        wid: UUID = path_uuid(webhook_id, "webhook")
+    async def delete_webhook(self, request: http.AnyRequest, webhook_id: str) -> None:
+        wid: UUID = http.path_uuid(webhook_id, "webhook")
         if not await store.delete_webhook(
-            reads_of(request).pool,
-            context_of(request).tenant_id,
+            http.reads_of(request).pool,
+            http.context_of(request).tenant_id,
             wid,
-            expected_version=if_match_version(request),
+            expected_version=http.if_match_version(request),
         ):
             raise NotFound("webhook not found")
 
@@ -176,15 +163,15 @@ class WebhookController(Controller):
         operation_id="listWebhookDeliveries",
     )
     async def list_deliveries(
-        self, request: AnyRequest, webhook_id: str
+        self, request: http.AnyRequest, webhook_id: str
     ) -> Response[list[WebhookDelivery]]:
         hook = await self._webhook(request, webhook_id)
-        params = query_params(request)
+        params = http.query_params(request)
         items, cursor = await store.list_deliveries(
-            reads_of(request).pool,
-            context_of(request).tenant_id,
+            http.reads_of(request).pool,
+            http.context_of(request).tenant_id,
             hook.id,
             limit=parse_limit(params.get("limit")),
             cursor=params.get("cursor"),
         )
-        return Response(items, headers=next_link(request, cursor))
+        return Response(items, headers=http.next_link(request, cursor))

@@ -6,18 +6,11 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 from uuid import UUID
 
-from pim.domain.entity import Entity
-from pim.domain.resource import (
-    UNSET,
-    ListFilter,
-    Policy,
-    ResourceInput,
-    ResourceType,
-    ResourceView,
-    Unset,
-    Workspace,
-    changed,
-)
+from msgspec import UNSET, UnsetType
+
+from pim.domain.entity import Current, Entity, Fields, Values
+from pim.domain.policy import Policy, Workspace, changed
+from pim.domain.resource import ListFilter, ResourceInput, ResourceType, ResourceView
 from pim.domain.rules import (
     ATTRIBUTE_KEY_PATTERN,
     FieldErrors,
@@ -68,11 +61,7 @@ class Attribute(Entity):
     defaults: ClassVar[dict[str, Any]] = {"type": "TEXT", "options": None, "description": None}
 
     @classmethod
-    def normalise(
-        cls, values: Mapping[str, Any], *, current: Mapping[str, Any] | None
-    ) -> dict[str, Any]:
-        errors = FieldErrors()
-        out: dict[str, Any] = {}
+    def check(cls, values: Values, out: Fields, errors: FieldErrors, current: Current) -> None:
         name_field(errors, values, out, current=current)
         optional_text_field(errors, values, out, "description")
         _key(errors, values, out, current)
@@ -89,8 +78,6 @@ class Attribute(Entity):
             errors.add("options", "required", "a SELECT attribute needs at least one option")
         if state.get("type") != "SELECT" and state.get("options"):
             errors.add("options", "not_allowed", "only SELECT attributes have options")
-        errors.raise_if_any()
-        return out
 
     def check_value(self, value: Any) -> str | None:
         """Why ``value`` is not a valid value of this attribute (None when it is)."""
@@ -146,11 +133,7 @@ class AttributeGroup(Entity):
     defaults: ClassVar[dict[str, Any]] = {"description": None, "attribute_ids": []}
 
     @classmethod
-    def normalise(
-        cls, values: Mapping[str, Any], *, current: Mapping[str, Any] | None
-    ) -> dict[str, Any]:
-        errors = FieldErrors()
-        out: dict[str, Any] = {}
+    def check(cls, values: Values, out: Fields, errors: FieldErrors, current: Current) -> None:
         name_field(errors, values, out, current=current)
         optional_text_field(errors, values, out, "description")
         _key(errors, values, out, current, derive=True)
@@ -159,8 +142,6 @@ class AttributeGroup(Entity):
             out["attribute_ids"] = (
                 [] if ids is None else reference_list(errors, "attribute_ids", ids)
             )
-        errors.raise_if_any()
-        return out
 
 
 class Template(Entity):
@@ -174,11 +155,7 @@ class Template(Entity):
     }
 
     @classmethod
-    def normalise(
-        cls, values: Mapping[str, Any], *, current: Mapping[str, Any] | None
-    ) -> dict[str, Any]:
-        errors = FieldErrors()
-        out: dict[str, Any] = {}
+    def check(cls, values: Values, out: Fields, errors: FieldErrors, current: Current) -> None:
         name_field(errors, values, out, current=current)
         optional_text_field(errors, values, out, "description")
         for field in ("attribute_ids", "required_attribute_ids"):
@@ -194,19 +171,17 @@ class Template(Entity):
                     "not_in_attribute_ids",
                     "required attributes must also be listed in attribute_ids",
                 )
-        errors.raise_if_any()
-        return out
 
 
 # -- resources -----------------------------------------------------------------------------
 
 
 class AttributeInput(ResourceInput, kw_only=True):
-    name: str | Unset | None = UNSET
-    key: str | Unset = UNSET
-    type: Literal["TEXT", "NUMBER", "BOOLEAN", "SELECT"] | Unset = UNSET
-    options: list[str] | Unset | None = UNSET
-    description: str | Unset | None = UNSET
+    name: str | UnsetType | None = UNSET
+    key: str | UnsetType = UNSET
+    type: Literal["TEXT", "NUMBER", "BOOLEAN", "SELECT"] | UnsetType = UNSET
+    options: list[str] | UnsetType | None = UNSET
+    description: str | UnsetType | None = UNSET
 
 
 class AttributeView(ResourceView, kw_only=True):
@@ -218,10 +193,10 @@ class AttributeView(ResourceView, kw_only=True):
 
 
 class AttributeGroupInput(ResourceInput, kw_only=True):
-    name: str | Unset | None = UNSET
-    key: str | Unset = UNSET
-    description: str | Unset | None = UNSET
-    attribute_ids: list[UUID] | Unset | None = UNSET
+    name: str | UnsetType | None = UNSET
+    key: str | UnsetType = UNSET
+    description: str | UnsetType | None = UNSET
+    attribute_ids: list[UUID] | UnsetType | None = UNSET
 
 
 class AttributeGroupView(ResourceView, kw_only=True):
@@ -232,10 +207,10 @@ class AttributeGroupView(ResourceView, kw_only=True):
 
 
 class TemplateInput(ResourceInput, kw_only=True):
-    name: str | Unset | None = UNSET
-    description: str | Unset | None = UNSET
-    attribute_ids: list[UUID] | Unset | None = UNSET
-    required_attribute_ids: list[UUID] | Unset | None = UNSET
+    name: str | UnsetType | None = UNSET
+    description: str | UnsetType | None = UNSET
+    attribute_ids: list[UUID] | UnsetType | None = UNSET
+    required_attribute_ids: list[UUID] | UnsetType | None = UNSET
 
 
 class TemplateView(ResourceView, kw_only=True):

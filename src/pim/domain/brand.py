@@ -5,16 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from pim.domain.entity import Entity
-from pim.domain.resource import (
-    UNSET,
-    Policy,
-    ResourceInput,
-    ResourceType,
-    ResourceView,
-    Unset,
-    Workspace,
-)
+from msgspec import UNSET, UnsetType
+
+from pim.domain.entity import Current, Entity, Fields, Values
+from pim.domain.policy import Policy, Workspace
+from pim.domain.resource import ResourceInput, ResourceType, ResourceView
 from pim.domain.rules import FieldErrors, http_url, name_field, optional_text_field
 
 
@@ -28,24 +23,18 @@ class Brand(Entity):
     defaults: ClassVar[dict[str, Any]] = {"description": None, "logo_url": None}
 
     @classmethod
-    def normalise(
-        cls, values: Mapping[str, Any], *, current: Mapping[str, Any] | None
-    ) -> dict[str, Any]:
-        errors = FieldErrors()
-        out: dict[str, Any] = {}
+    def check(cls, values: Values, out: Fields, errors: FieldErrors, current: Current) -> None:
         name_field(errors, values, out, current=current)
         optional_text_field(errors, values, out, "description")
         if "logo_url" in values:
             value = values["logo_url"]
             out["logo_url"] = None if value is None else http_url(errors, "logo_url", value)
-        errors.raise_if_any()
-        return out
 
 
 class BrandInput(ResourceInput, kw_only=True):
-    name: str | Unset | None = UNSET
-    description: str | Unset | None = UNSET
-    logo_url: str | Unset | None = UNSET
+    name: str | UnsetType | None = UNSET
+    description: str | UnsetType | None = UNSET
+    logo_url: str | UnsetType | None = UNSET
 
 
 class BrandView(ResourceView, kw_only=True):

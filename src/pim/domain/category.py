@@ -6,19 +6,12 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 from uuid import UUID
 
-from pim.domain.entity import Entity
+from msgspec import UNSET, UnsetType
+
+from pim.domain.entity import Current, Entity, Fields, Values
 from pim.domain.errors import Conflict, FieldError, ValidationFailed
-from pim.domain.resource import (
-    UNSET,
-    ListFilter,
-    Policy,
-    ResourceInput,
-    ResourceType,
-    ResourceView,
-    Unset,
-    Workspace,
-    changed,
-)
+from pim.domain.policy import Policy, Workspace, changed
+from pim.domain.resource import ListFilter, ResourceInput, ResourceType, ResourceView
 from pim.domain.rules import (
     FieldErrors,
     name_field,
@@ -36,11 +29,7 @@ class Category(Entity):
     defaults: ClassVar[dict[str, Any]] = {"description": None, "parent_id": None}
 
     @classmethod
-    def normalise(
-        cls, values: Mapping[str, Any], *, current: Mapping[str, Any] | None
-    ) -> dict[str, Any]:
-        errors = FieldErrors()
-        out: dict[str, Any] = {}
+    def check(cls, values: Values, out: Fields, errors: FieldErrors, current: Current) -> None:
         name_field(errors, values, out, current=current)
         if values.get("slug") is not None:
             out["slug"] = slug(errors, "slug", values["slug"])
@@ -56,15 +45,13 @@ class Category(Entity):
         if "parent_id" in values:
             value = values["parent_id"]
             out["parent_id"] = None if value is None else reference(errors, "parent_id", value)
-        errors.raise_if_any()
-        return out
 
 
 class CategoryInput(ResourceInput, kw_only=True):
-    name: str | Unset | None = UNSET
-    slug: str | Unset | None = UNSET
-    description: str | Unset | None = UNSET
-    parent_id: UUID | Unset | None = UNSET
+    name: str | UnsetType | None = UNSET
+    slug: str | UnsetType | None = UNSET
+    description: str | UnsetType | None = UNSET
+    parent_id: UUID | UnsetType | None = UNSET
 
 
 class CategoryView(ResourceView, kw_only=True):

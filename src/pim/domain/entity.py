@@ -27,8 +27,16 @@ from eventsourcing.utils import resolve_topic
 from pim.domain.context import Actor
 from pim.domain.errors import NotFound, PreconditionFailed
 from pim.domain.ids import aggregate_id, entity_id_of
+from pim.domain.rules import FieldErrors
 
 FieldChanges = dict[str, dict[str, Any]]
+
+
+# A command's field values as the client sent them; an entity's fields (normalised); the
+# fields before a change (None when creating).
+Values = Mapping[str, Any]
+Fields = dict[str, Any]
+Current = Mapping[str, Any] | None
 
 
 class CatalogEvent(CanMutateAggregate[str], metaclass=MetaDomainEvent):
@@ -158,11 +166,19 @@ class Entity(BaseAggregate[str]):
     # -- commands -------------------------------------------------------------------------
 
     @classmethod
-    def normalise(
-        cls, values: Mapping[str, Any], *, current: Mapping[str, Any] | None
-    ) -> dict[str, Any]:
+    def normalise(cls, values: Values, *, current: Current) -> Fields:
         """Check and normalise the fields a client sent (``current`` is None when creating);
-        raise ValidationFailed naming every bad field. Subclasses implement."""
+        raise ValidationFailed naming every bad field."""
+        errors = FieldErrors()
+        out: Fields = {}
+        cls.check(values, out, errors, current)
+        errors.raise_if_any()
+        return out
+
+    @classmethod
+    def check(cls, values: Values, out: Fields, errors: FieldErrors, current: Current) -> None:
+        """Subclasses: check each field of ``values`` (``current``: the fields before, None
+        when creating), put its normal form in ``out``, add an error for each bad one."""
         raise NotImplementedError
 
     @classmethod

@@ -6,19 +6,12 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 from uuid import UUID
 
-from pim.domain.entity import Entity
+from msgspec import UNSET, UnsetType
+
+from pim.domain.entity import Current, Entity, Fields, Values
+from pim.domain.policy import Policy, Workspace, changed
 from pim.domain.product import Product
-from pim.domain.resource import (
-    UNSET,
-    ListFilter,
-    Policy,
-    ResourceInput,
-    ResourceType,
-    ResourceView,
-    Unset,
-    Workspace,
-    changed,
-)
+from pim.domain.resource import ListFilter, ResourceInput, ResourceType, ResourceView
 from pim.domain.rules import FieldErrors, http_url, reference, text
 from pim.domain.variant import Variant
 
@@ -36,11 +29,7 @@ class Media(Entity):
     }
 
     @classmethod
-    def normalise(
-        cls, values: Mapping[str, Any], *, current: Mapping[str, Any] | None
-    ) -> dict[str, Any]:
-        errors = FieldErrors()
-        out: dict[str, Any] = {}
+    def check(cls, values: Values, out: Fields, errors: FieldErrors, current: Current) -> None:
         if "url" in values:
             if values["url"] is None:
                 errors.add("url", "required", "is required")
@@ -69,16 +58,14 @@ class Media(Entity):
         state = {**cls.defaults, **(current or {}), **out}
         if not errors.errors and not state.get("product_id") and not state.get("variant_id"):
             errors.add("product_id", "required", "give a product_id and/or a variant_id")
-        errors.raise_if_any()
-        return out
 
 
 class MediaInput(ResourceInput, kw_only=True):
-    url: str | Unset | None = UNSET
-    product_id: UUID | Unset | None = UNSET
-    variant_id: UUID | Unset | None = UNSET
-    alt_text: str | Unset | None = UNSET
-    sort_order: int | Unset | None = UNSET
+    url: str | UnsetType | None = UNSET
+    product_id: UUID | UnsetType | None = UNSET
+    variant_id: UUID | UnsetType | None = UNSET
+    alt_text: str | UnsetType | None = UNSET
+    sort_order: int | UnsetType | None = UNSET
 
 
 class MediaView(ResourceView, kw_only=True):

@@ -7,22 +7,15 @@ from typing import Any, ClassVar, Literal
 from uuid import UUID
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 from pim.domain.attribute import Attribute, Template
 from pim.domain.brand import Brand
 from pim.domain.context import Actor
 from pim.domain.entity import Entity, FieldChanges
 from pim.domain.errors import FieldError, ValidationFailed
-from pim.domain.resource import (
-    UNSET,
-    Policy,
-    ResourceInput,
-    ResourceType,
-    ResourceView,
-    Unset,
-    Workspace,
-    changed,
-)
+from pim.domain.policy import Policy, Workspace, changed
+from pim.domain.resource import ResourceInput, ResourceType, ResourceView
 from pim.domain.rules import ATTRIBUTE_KEY_PATTERN, FieldErrors, one_of, reference, slug, text
 from pim.domain.variant import VariantInput
 
@@ -165,15 +158,15 @@ def attribute_values(
 
 
 class ProductInput(ResourceInput, kw_only=True):
-    title: str | Unset = UNSET
-    description: str | Unset | None = UNSET
-    category: str | Unset | None = UNSET
-    status: Literal["ACTIVE", "DRAFT", "ARCHIVED"] | Unset | None = UNSET
-    brand_id: UUID | Unset | None = UNSET
-    template_id: UUID | Unset | None = UNSET
+    title: str | UnsetType = UNSET
+    description: str | UnsetType | None = UNSET
+    category: str | UnsetType | None = UNSET
+    status: Literal["ACTIVE", "DRAFT", "ARCHIVED"] | UnsetType | None = UNSET
+    brand_id: UUID | UnsetType | None = UNSET
+    template_id: UUID | UnsetType | None = UNSET
     # values are checked against attribute definitions, so errors name the key
-    attributes: dict[str, Any] | Unset | None = UNSET
-    variants: list[VariantInput] | Unset = UNSET  # on create only
+    attributes: dict[str, Any] | UnsetType | None = UNSET
+    variants: list[VariantInput] | UnsetType = UNSET  # on create only
     variant_count: Any = UNSET
 
 

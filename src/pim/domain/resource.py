@@ -4,33 +4,26 @@ OpenAPI document. Adding a resource type means writing its entity and its ``Reso
 in one module of ``domain/`` and listing it in ``domain/registry.py``.
 
 A declaration is data and pure code: the input and view shapes (msgspec Structs), the list
-filters (names and kinds, interpreted by the queries), and the *policy*: the rules that span
-aggregates (references, unique values, children lists, cascades), written against the
-``Workspace`` protocol that a command's unit of work implements. Nothing here does I/O."""
+filters (names and kinds, interpreted by the queries), and the *policy* (``domain/policy.py``):
+the rules that span aggregates. Nothing here does I/O."""
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
+from typing import Any, Literal
 from uuid import UUID
 
 import msgspec
 
-from pim.domain.context import Actor
 from pim.domain.entity import Entity
-
-if TYPE_CHECKING:
-    from pim.domain.indexes import Children
+from pim.domain.policy import Policy
 
 UNSET = msgspec.UNSET
 Unset = msgspec.UnsetType
 # Fields a client may send back as it got them (GET -> edit -> PUT) and that are ignored.
 READ_ONLY = frozenset({"id", "version", "created_at", "updated_at", "variant_count"})
-
-TEntity = TypeVar("TEntity", bound=Entity)
 
 
 class ResourceInput(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -88,62 +81,6 @@ class ListFilter:
     kind: Literal["text", "uuid", "choice"] = "text"
     choices: tuple[str, ...] = ()
     column: bool = False  # a column of the read model (else a field of its document)
-
-
-class Workspace(Protocol):
-    """What a policy may do: the unit of work of the command it runs in. Everything it
-    loads comes from the log; everything it changes is saved with the command."""
-
-    actor: Actor
-
-    def find(self, cls: type[TEntity], entity_id: str) -> TEntity | None: ...
-
-    def get(self, cls: type[TEntity], entity_id: str) -> TEntity: ...
-
-    def entity_key(self, entity_id: str) -> str: ...
-
-    def children_key(self, parent_id: str) -> str: ...
-
-    def owner_of(self, kind: str, value: str) -> str | None: ...
-
-    def claim(self, kind: str, value: str, owner_id: str, label: str, *, field: str) -> None: ...
-
-    def release(self, kind: str, value: str, owner_id: str) -> None: ...
-
-    def pass_turnstile(self, name: str, by: str) -> None: ...
-
-    def find_children(self, parent_id: str) -> Children | None: ...
-
-    def children(self, parent_id: str, *, joining: dict[str, str] | None = None) -> Children: ...
-
-    def delete(self, entity: Entity) -> None:
-        """Delete an entity and what cascades from it (no-op if this command already did)."""
-
-
-class Policy:
-    """A resource type's rules beyond its own fields. Default: none."""
-
-    def loads(self, ws: Workspace, entity_id: str) -> list[str]:
-        """What a command on this entity reads besides the entity (loaded with it, in one
-        query)."""
-        return [ws.entity_key(entity_id)]
-
-    def resource(self, ws: Workspace, entity: Entity) -> dict[str, Any]:
-        """The entity as clients see it after the command (what its read model will show)."""
-        return entity.as_resource()
-
-    def on_create(self, ws: Workspace, entity: Entity) -> None:
-        """Check references and claim unique values for a new entity."""
-
-    def on_update(self, ws: Workspace, entity: Entity, before: Mapping[str, Any]) -> None:
-        """Same for changed fields (``before`` holds the previous values)."""
-
-    def on_delete(self, ws: Workspace, entity: Entity) -> None:
-        """Release what the entity held and cascade to its children."""
-
-
-def changed(entity: Entity, before: Mapping[str, Any], name: str) -> bool:
-    return before.get(name) != entity.fields.get(name)
 
 
 @dataclass(frozen=True)

@@ -8,22 +8,13 @@ from decimal import Decimal
 from typing import Any, ClassVar
 from uuid import UUID
 
+from msgspec import UNSET, UnsetType
 from stdnum import ean
 
-from pim.domain.entity import Entity
+from pim.domain.entity import Current, Entity, Fields, Values
 from pim.domain.money import PRICE_MAX, format_price, minor_units, to_decimal
-from pim.domain.resource import (
-    READ_ONLY,
-    UNSET,
-    ListFilter,
-    Policy,
-    ResourceInput,
-    ResourceType,
-    ResourceView,
-    Unset,
-    Workspace,
-    changed,
-)
+from pim.domain.policy import Policy, Workspace, changed
+from pim.domain.resource import READ_ONLY, ListFilter, ResourceInput, ResourceType, ResourceView
 from pim.domain.rules import FieldErrors, has_control_characters, text
 
 SKU_MAX = 64
@@ -57,11 +48,7 @@ class Variant(Entity):
         return str(self.fields["product_id"])
 
     @classmethod
-    def normalise(
-        cls, values: Mapping[str, Any], *, current: Mapping[str, Any] | None
-    ) -> dict[str, Any]:
-        errors = FieldErrors()
-        out: dict[str, Any] = {}
+    def check(cls, values: Values, out: Fields, errors: FieldErrors, current: Current) -> None:
         if "sku" in values:
             out["sku"] = _sku(errors, values["sku"])
         elif current is None:
@@ -88,8 +75,6 @@ class Variant(Entity):
                 out["currency"] = currency
         if "price" in values or "currency" in values:
             _price(errors, values, out, current)
-        errors.raise_if_any()
-        return out
 
 
 def _sku(errors: FieldErrors, value: Any) -> str | None:
@@ -186,11 +171,11 @@ def option_signature(option_values: Mapping[str, Any]) -> str | None:
 
 
 class VariantInput(ResourceInput, kw_only=True):
-    sku: str | Unset = UNSET
-    barcode: str | Unset | None = UNSET
-    price: Decimal | Unset | None = UNSET
-    currency: str | Unset | None = UNSET
-    option_values: dict[str, Any] | Unset | None = UNSET
+    sku: str | UnsetType = UNSET
+    barcode: str | UnsetType | None = UNSET
+    price: Decimal | UnsetType | None = UNSET
+    currency: str | UnsetType | None = UNSET
+    option_values: dict[str, Any] | UnsetType | None = UNSET
     product_id: Any = UNSET  # read-only: the path names the product
 
 

@@ -16,9 +16,8 @@ from pim.queries.pages import (
     CreatedKey,
     InvalidQuery,
     Rendered,
-    decode_cursor,
-    encode_cursor,
     json_array,
+    keyset_page,
     rfc3339_sql,
 )
 
@@ -93,36 +92,18 @@ class EntityQueries:
                 condition, value = parse(params[name])
                 where.append(condition)
                 args.append(value)
-        if self.by_sort_order:
-            order = sql.SQL("sort_order, created_at, id")
-            if cursor is not None:
-                skey = decode_cursor(cursor, SortedKey)
-                where.append(sql.SQL("(sort_order, created_at, id) > (%s, %s, %s)"))
-                args += [skey.sort_order, skey.created_at, skey.id]
-        else:
-            order = sql.SQL("created_at, id")
-            if cursor is not None:
-                ckey = decode_cursor(cursor, CreatedKey)
-                where.append(sql.SQL("(created_at, id) > (%s, %s)"))
-                args += [ckey.created_at, ckey.id]
-        args.append(limit + 1)
-        query = sql.SQL(
-            "SELECT {}, id, created_at, sort_order FROM {} WHERE {} ORDER BY {} LIMIT %s"
-        ).format(ENTITY_JSON, self.table, sql.SQL(" AND ").join(where), order)
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(query, args, prepare=True)
-            rows = await cur.fetchall()
+        rows, next_cursor = await keyset_page(
+            self.pool,
+            ENTITY_JSON,
+            self.table,
+            where,
+            args,
+            SortedKey if self.by_sort_order else CreatedKey,
+            limit=limit,
+            cursor=cursor,
+        )
         # PostgreSQL renders each item as JSON: no per-row decoding and re-encoding here.
-        page = json_array([r[0].encode() for r in rows[:limit]])
-        next_cursor = None
-        if len(rows) > limit:
-            last = rows[limit - 1]
-            key: msgspec.Struct = (
-                SortedKey(last[3], last[2], last[1])
-                if self.by_sort_order
-                else CreatedKey(last[2], last[1])
-            )
-            next_cursor = encode_cursor(key)
+        page = json_array([r[0].encode() for r in rows])
         return page, next_cursor
 
 

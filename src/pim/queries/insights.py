@@ -12,7 +12,7 @@ from psycopg import AsyncConnection, sql
 from psycopg_pool import AsyncConnectionPool
 
 from pim.domain.validation import SEVERITY
-from pim.queries.pages import InvalidQuery, decode_cursor, encode_cursor
+from pim.queries.pages import InvalidQuery, keyset_page
 
 
 class ProductsByStatus(msgspec.Struct):
@@ -120,20 +120,17 @@ class InsightQueries:
                 raise InvalidQuery("severity", "must be one of ERROR, WARNING")
             where.append(sql.SQL("severity = %s"))
             args.append(params["severity"])
-        if cursor is not None:
-            key = decode_cursor(cursor, IssueKey)
-            where.append(sql.SQL("(detected_at, id) > (%s, %s)"))
-            args += [key.detected_at, key.id]
-        args.append(limit + 1)
-        query = sql.SQL(
-            "SELECT id, product_id, variant_id, code, severity, message, attribute_key,"
-            " detected_at FROM validation_issues WHERE {} ORDER BY detected_at, id LIMIT %s"
-        ).format(sql.SQL(" AND ").join(where))
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(query, args, prepare=True)
-            rows = await cur.fetchall()
-        items = [ValidationIssue(*row) for row in rows[:limit]]
-        next_cursor = None
-        if len(rows) > limit:
-            next_cursor = encode_cursor(IssueKey(items[-1].detected_at, items[-1].id))
+        rows, next_cursor = await keyset_page(
+            self.pool,
+            sql.SQL(
+                "id, product_id, variant_id, code, severity, message, attribute_key, detected_at"
+            ),
+            sql.SQL("validation_issues"),
+            where,
+            args,
+            IssueKey,
+            limit=limit,
+            cursor=cursor,
+        )
+        items = [ValidationIssue(*row) for row in rows]
         return items, next_cursor

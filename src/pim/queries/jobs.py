@@ -14,7 +14,7 @@ from pim.eventstore import EVENTS_TABLE, EventStore
 from pim.jobs.domain import JOB_STATUSES, JobView
 from pim.jobs.kinds import JOB_KINDS, JOB_TYPES, result_url
 from pim.jobs.progress import JobProgress, progress_id
-from pim.queries.pages import CreatedKey, InvalidQuery, decode_cursor, encode_cursor
+from pim.queries.pages import CreatedKey, InvalidQuery, keyset_page
 
 _COLUMNS = sql.SQL(
     "id, type, status, dry_run, total_items, processed_items, succeeded_items, failed_items,"
@@ -100,24 +100,17 @@ class JobQueries:
                 raise InvalidQuery("status", f"must be one of {', '.join(JOB_STATUSES)}")
             where.append(sql.SQL("status = %s"))
             args.append(params["status"])
-        if cursor is not None:
-            key = decode_cursor(cursor, CreatedKey)
-            where.append(sql.SQL("(created_at, id) > (%s, %s)"))
-            args += [key.created_at, key.id]
-        args.append(limit + 1)
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                sql.SQL(
-                    "SELECT {} FROM jobs_view WHERE {} ORDER BY created_at, id LIMIT %s"
-                ).format(_COLUMNS, sql.SQL(" AND ").join(where)),
-                args,
-                prepare=True,
-            )
-            rows = await cur.fetchall()
-        items = [_to_view(r)[0] for r in rows[:limit]]
-        next_cursor = None
-        if len(rows) > limit:
-            next_cursor = encode_cursor(CreatedKey(items[-1].created_at, items[-1].id))
+        rows, next_cursor = await keyset_page(
+            self.pool,
+            _COLUMNS,
+            sql.SQL("jobs_view"),
+            where,
+            args,
+            CreatedKey,
+            limit=limit,
+            cursor=cursor,
+        )
+        items = [_to_view(r)[0] for r in rows]
         return items, next_cursor
 
     async def item_results(self, tenant_id: str, job_id: UUID) -> AsyncIterator[bytes]:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Sequence
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 from uuid import UUID
 
 import msgspec
+from psycopg import AsyncConnection, sql
+from psycopg_pool import AsyncConnectionPool
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 100
@@ -74,6 +77,49 @@ def rfc3339_sql(column: str) -> str:
         f' THEN to_char({utc}, \'YYYY-MM-DD"T"HH24:MI:SS"Z"\')'
         f' ELSE to_char({utc}, \'YYYY-MM-DD"T"HH24:MI:SS.US"Z"\') END'
     )
+
+
+async def keyset_page(
+    pool: AsyncConnectionPool[AsyncConnection[Any]],
+    columns: sql.Composable,
+    source: sql.Composable,
+    where: Sequence[sql.Composable],
+    args: Sequence[Any],
+    key: type[msgspec.Struct],
+    *,
+    limit: int,
+    cursor: str | None,
+    alias: str | None = None,
+) -> tuple[list[tuple[Any, ...]], str | None]:
+    """One page of a list in the order of ``key``'s fields (columns of the row, the last one
+    unique), and the cursor of the next page (None on the last one).
+
+    ``SELECT <columns> FROM <source> WHERE <where...>``: the key's columns are selected after
+    ``columns``, read back to build the cursor and cut off the rows returned. One query of
+    ``limit + 1`` rows: the extra row only says whether there is more."""
+    keys = [sql.Identifier(*(alias, f) if alias else (f,)) for f in key.__struct_fields__]
+    tuple_sql = sql.SQL("({})").format(sql.SQL(", ").join(keys))
+    conditions = list(where)
+    params = list(args)
+    if cursor is not None:
+        after = decode_cursor(cursor, key)
+        marks = sql.SQL(", ").join(sql.Placeholder() * len(keys))
+        conditions.append(sql.SQL("{} > ({})").format(tuple_sql, marks))
+        params += [getattr(after, f) for f in key.__struct_fields__]
+    query = sql.SQL("SELECT {}, {} FROM {} WHERE {} ORDER BY {} LIMIT %s").format(
+        columns,
+        sql.SQL(", ").join(keys),
+        source,
+        sql.SQL(" AND ").join(conditions),
+        sql.SQL(", ").join(keys),
+    )
+    async with pool.connection() as conn:
+        cur = await conn.execute(query, [*params, limit + 1], prepare=True)
+        rows = await cur.fetchall()
+    n = len(keys)
+    page = [tuple(row[:-n]) for row in rows[:limit]]
+    more = encode_cursor(key(*rows[limit - 1][-n:])) if len(rows) > limit else None
+    return page, more
 
 
 def json_array(items: list[bytes]) -> bytes:

@@ -18,9 +18,8 @@ from pim.queries.pages import (
     CreatedKey,
     InvalidQuery,
     Rendered,
-    decode_cursor,
-    encode_cursor,
     json_array,
+    keyset_page,
     rfc3339_sql,
 )
 
@@ -150,22 +149,17 @@ class ProductQueries:
     ) -> tuple[bytes, str | None]:
         """One page, oldest first; the cursor of the next page when there is more."""
         condition, args = product_filter_sql(tenant_id, ProductFilters.parse(params), "p")
-        where: list[sql.Composable] = [condition]
-        if cursor is not None:
-            key = decode_cursor(cursor, CreatedKey)
-            where.append(sql.SQL("(p.created_at, p.id) > (%s, %s)"))
-            args += [key.created_at, key.id]
-        args.append(limit + 1)
-        query = sql.SQL(
-            "SELECT created_at, id, {} FROM {} AS p WHERE {} ORDER BY created_at, id LIMIT %s"
-        ).format(PRODUCT_JSON, self.table, sql.SQL(" AND ").join(where))
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(query, args, prepare=True)
-            rows = await cur.fetchall()
+        rows, next_cursor = await keyset_page(
+            self.pool,
+            PRODUCT_JSON,
+            sql.SQL("{} AS p").format(self.table),
+            [condition],
+            args,
+            CreatedKey,
+            limit=limit,
+            cursor=cursor,
+            alias="p",
+        )
         # PostgreSQL renders each product as JSON: no per-column parsing in Python.
-        page = json_array([r[2].encode() for r in rows[:limit]])
-        next_cursor = None
-        if len(rows) > limit:
-            last = rows[limit - 1]
-            next_cursor = encode_cursor(CreatedKey(last[0], last[1]))
+        page = json_array([r[0].encode() for r in rows])
         return page, next_cursor

@@ -13,12 +13,12 @@ from uuid import UUID, uuid4
 
 import msgspec
 import psycopg
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, sql
 from psycopg_pool import AsyncConnectionPool
 
 from pim.domain.errors import PreconditionFailed
 from pim.infra.idempotency import Receipt, record_receipts_async
-from pim.queries.pages import CreatedKey, decode_cursor, encode_cursor
+from pim.queries.pages import CreatedKey, keyset_page
 from pim.webhooks.targets import shown
 
 AsyncPool = AsyncConnectionPool[AsyncConnection[Any]]
@@ -27,6 +27,7 @@ EXPORT_COMPLETED = "export.completed"
 BULK_JOB_COMPLETED = "bulk_job.completed"
 BULK_JOB_FAILED = "bulk_job.failed"
 EVENT_TYPES: tuple[str, ...] = (EXPORT_COMPLETED, BULK_JOB_COMPLETED, BULK_JOB_FAILED)
+
 
 PENDING = "PENDING"
 DELIVERED = "DELIVERED"
@@ -160,27 +161,18 @@ async def create_webhook(
 async def list_webhooks(
     pool: AsyncPool, tenant_id: str, *, limit: int, cursor: str | None
 ) -> tuple[list[Webhook], str | None]:
-    """The tenant's webhooks oldest first (keyset on ``(created_at, id)``), and the cursor of
-    the next page (None on the last one)."""
-    args: list[Any] = [tenant_id]
-    after = ""
-    if cursor is not None:
-        key = decode_cursor(cursor, CreatedKey)
-        after = " AND (created_at, id) > (%s, %s)"
-        args += [key.created_at, key.id]
-    args.append(limit + 1)
-    async with pool.connection() as conn:
-        cur = await conn.execute(
-            f"SELECT {_WEBHOOK_COLUMNS} FROM webhooks WHERE tenant_id = %s{after}"
-            " ORDER BY created_at, id LIMIT %s",
-            args,
-        )
-        rows = await cur.fetchall()
-    items = [_webhook(r) for r in rows[:limit]]
-    more = (
-        encode_cursor(CreatedKey(items[-1].created_at, items[-1].id)) if len(rows) > limit else None
+    """The tenant's webhooks oldest first, and the cursor of the next page."""
+    rows, more = await keyset_page(
+        pool,
+        sql.SQL(_WEBHOOK_COLUMNS),
+        sql.SQL("webhooks"),
+        [sql.SQL("tenant_id = %s")],
+        [tenant_id],
+        CreatedKey,
+        limit=limit,
+        cursor=cursor,
     )
-    return items, more
+    return [_webhook(r) for r in rows], more
 
 
 async def get_webhook(pool: AsyncPool, tenant_id: str, webhook_id: UUID) -> Webhook | None:
@@ -219,27 +211,18 @@ async def delete_webhook(
 async def list_deliveries(
     pool: AsyncPool, tenant_id: str, webhook_id: UUID, *, limit: int, cursor: str | None
 ) -> tuple[list[WebhookDelivery], str | None]:
-    """A webhook's deliveries oldest first, like every list (keyset on ``(created_at, id)``)."""
-    args: list[Any] = [tenant_id, webhook_id]
-    after = ""
-    if cursor is not None:
-        key = decode_cursor(cursor, CreatedKey)
-        after = " AND (created_at, id) > (%s, %s)"
-        args += [key.created_at, key.id]
-    args.append(limit + 1)
-    async with pool.connection() as conn:
-        cur = await conn.execute(
-            f"SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries"
-            f" WHERE tenant_id = %s AND webhook_id = %s{after}"
-            " ORDER BY created_at, id LIMIT %s",
-            args,
-        )
-        rows = await cur.fetchall()
-    items = [_delivery(r) for r in rows[:limit]]
-    more = (
-        encode_cursor(CreatedKey(items[-1].created_at, items[-1].id)) if len(rows) > limit else None
+    """A webhook's deliveries oldest first, like every list."""
+    rows, more = await keyset_page(
+        pool,
+        sql.SQL(_DELIVERY_COLUMNS),
+        sql.SQL("webhook_deliveries"),
+        [sql.SQL("tenant_id = %s AND webhook_id = %s")],
+        [tenant_id, webhook_id],
+        CreatedKey,
+        limit=limit,
+        cursor=cursor,
     )
-    return items, more
+    return [_delivery(r) for r in rows], more
 
 
 def stale_deliveries(
