@@ -28,7 +28,12 @@ class AuditController(Controller):
     path = "/audit"
     tags = ["Audit"]
 
-    @get("/", responses=READ_RESPONSES, summary="The tenant's events, newest first")
+    @get(
+        "/",
+        responses=READ_RESPONSES,
+        summary="The tenant's events, newest first",
+        operation_id="listAuditEntries",
+    )
     async def list_audit(self, request: AnyRequest) -> Response[list[AuditEntry]]:
         ctx = context_of(request)
         params = query_params(request)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import msgspec
 from litestar import Controller, Response, get
+from litestar.openapi.datastructures import ResponseSpec
 from psycopg import sql
 
 from pim.api.http import AnyRequest, reads_of, services_of
@@ -19,11 +20,16 @@ class HealthController(Controller):
     tags = ["Health"]
     include_in_schema = True
 
-    @get("/healthz", summary="Alive")
+    @get("/healthz", summary="Alive", operation_id="getHealth")
     async def healthz(self) -> Health:
         return Health(status="ok")
 
-    @get("/readyz", summary="Database, Redis and projections reachable and caught up")
+    @get(
+        "/readyz",
+        summary="Database, Redis and projections reachable and caught up",
+        operation_id="getReadiness",
+        responses={503: ResponseSpec(Health, description="Not ready: the checks say what is not")},
+    )
     async def readyz(self, request: AnyRequest) -> Response[Health]:
         checks: dict[str, str] = {}
         reads = reads_of(request)

@@ -14,11 +14,21 @@ class InsightsController(Controller):
     path = "/"
     tags = ["Insights"]
 
-    @get("/stats", responses=READ_RESPONSES, summary="Exact catalog counts (constant time)")
+    @get(
+        "/stats",
+        responses=READ_RESPONSES,
+        summary="Exact catalog counts (constant time)",
+        operation_id="getStats",
+    )
     async def stats(self, request: AnyRequest) -> Stats:
         return await reads_of(request).insights.stats(context_of(request).tenant_id)
 
-    @get("/validation", responses=READ_RESPONSES, summary="Live validation issues")
+    @get(
+        "/validation",
+        responses=READ_RESPONSES,
+        summary="Live validation issues, oldest first",
+        operation_id="listValidationIssues",
+    )
     async def validation(self, request: AnyRequest) -> Response[list[ValidationIssue]]:
         params = query_params(request)
         items, cursor = await reads_of(request).insights.issues(

@@ -15,6 +15,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CON
 from pim.api import http
 from pim.api.bodies import decode_body
 from pim.api.openapi import READ_RESPONSES, WRITE_RESPONSES, body_of
+from pim.api.parameters import plural, singular
 from pim.api.problems import ApiError
 from pim.commands.messages import CreateEntity, DeleteEntity, UpdateEntity, new_id
 from pim.domain.errors import FieldError, NotFound
@@ -237,21 +238,22 @@ def _handlers(r: ResourceType, e: ResourceEndpoints) -> list[HTTPRouteHandler]:
             await e.delete(request, entity_id, None)
 
     by_id = "/{entity_id:str}"
-    pascal = "".join(part.title() for part in r.entity_type.split("_"))
-    merge_patch = f"Update a {label} (JSON Merge Patch)"
+    one_name, many_name = singular(r), plural(r)
+    a_label = f"{'an' if label[0] in 'aeiou' else 'a'} {label}"
     # (decorator, path, status, name, operationId, summary, handler, response type, body)
     routes: list[tuple[Any, str, int, str, str, str, Any, Any, Any]] = [
-        (get, "/", HTTP_200_OK, "list", f"list{pascal}s", f"List {r.collection}", list_items,
-         many, None),
-        (post, "/", HTTP_201_CREATED, "create", f"create{pascal}", f"Create a {label}",
+        (get, "/", HTTP_200_OK, "list", f"list{many_name}",
+         f"List {r.collection.replace('-', ' ')}, {'by sort_order' if r.ordered else 'oldest first'}", list_items, many, None),
+        (post, "/", HTTP_201_CREATED, "create", f"create{one_name}", f"Create {a_label}",
          create_item, one, body),
-        (get, by_id, HTTP_200_OK, "get", f"get{pascal}", f"Get a {label}", get_item, one, None),
-        (put, by_id, HTTP_200_OK, "put", f"replace{pascal}", merge_patch, update_item, one,
-         body),
-        (patch, by_id, HTTP_200_OK, "patch", f"update{pascal}", merge_patch, update_item, one,
-         body),
-        (delete, by_id, HTTP_204_NO_CONTENT, "delete", f"delete{pascal}", f"Delete a {label}",
-         delete_item, None, None),
+        (get, by_id, HTTP_200_OK, "get", f"get{one_name}", f"Get {a_label}", get_item, one,
+         None),
+        (put, by_id, HTTP_200_OK, "put", f"replace{one_name}",
+         f"Update {a_label} (PUT, as JSON Merge Patch)", update_item, one, body),
+        (patch, by_id, HTTP_200_OK, "patch", f"update{one_name}",
+         f"Update {a_label} (PATCH, JSON Merge Patch)", update_item, one, body),
+        (delete, by_id, HTTP_204_NO_CONTENT, "delete", f"delete{one_name}",
+         f"Delete {a_label}", delete_item, None, None),
     ]  # fmt: skip
     return [
         decorator(

@@ -258,6 +258,7 @@ ATTRIBUTE = ResourceType(
     AttributeInput,
     AttributeView,
     KeyedPolicy("attribute-key"),
+    required=("name",),
     filters=(ListFilter("type", "choice", ATTRIBUTE_TYPES),),
 )
 ATTRIBUTE_GROUP = ResourceType(
@@ -267,6 +268,7 @@ ATTRIBUTE_GROUP = ResourceType(
     AttributeGroupInput,
     AttributeGroupView,
     KeyedPolicy("attribute-group-key", ("attribute_ids",)),
+    required=("name",),
 )
 TEMPLATE = ResourceType(
     Template,
@@ -275,4 +277,5 @@ TEMPLATE = ResourceType(
     TemplateInput,
     TemplateView,
     KeyedPolicy("template-key", ("attribute_ids", "required_attribute_ids")),
+    required=("name",),
 )

@@ -65,4 +65,6 @@ class BrandPolicy(Policy):
         ws.release("brand-name", brand_name_key(entity.fields["name"]), entity.entity_id)
 
 
-BRAND = ResourceType(Brand, "brands", "Brands", BrandInput, BrandView, BrandPolicy())
+BRAND = ResourceType(
+    Brand, "brands", "Brands", BrandInput, BrandView, BrandPolicy(), required=("name",)
+)

@@ -133,5 +133,6 @@ CATEGORY = ResourceType(
     CategoryInput,
     CategoryView,
     CategoryPolicy(),
+    required=("name",),
     filters=(ListFilter("parent_id", "uuid"),),
 )

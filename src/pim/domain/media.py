@@ -119,6 +119,7 @@ MEDIA = ResourceType(
     MediaInput,
     MediaView,
     MediaPolicy(),
+    required=("url",),
     filters=(
         ListFilter("product_id", "uuid", column=True),
         ListFilter("variant_id", "uuid", column=True),

@@ -262,6 +262,7 @@ PRODUCT = ResourceType(
     ProductInput,
     ProductView,
     ProductPolicy(),
+    required=("title",),
     read_model="products",
     create_only=frozenset({"variants"}),
     time_travel=True,

@@ -101,6 +101,9 @@ class ResourceType:
     read_model: Literal["entities", "products"] = "entities"
     # Body fields accepted and ignored (read-only metadata, path parameters).
     ignore: frozenset[str] = READ_ONLY
+    # Body fields a create must carry (the OpenAPI document marks them required; the entity's
+    # check refuses a create without them).
+    required: tuple[str, ...] = ()
     # Body fields only a create may carry (a product's variants).
     create_only: frozenset[str] = frozenset()
     # GET by id accepts ?version=N and ?as_of=<time> (read from the log).

@@ -244,6 +244,7 @@ VARIANT = ResourceType(
     VariantInput,
     VariantView,
     VariantPolicy(),
+    required=("sku",),
     filters=(ListFilter("sku"),),
     parent="product",
     ignore=READ_ONLY | {"product_id"},
