@@ -141,10 +141,22 @@ def test_the_openapi_document_describes_the_api(tenant: Tenant) -> None:
     doc = httpx.get(f"{tenant.base_url}/schema/openapi.json").json()
     assert doc["openapi"].startswith("3.1")
     post = doc["paths"]["/api/v1/pim/products"]["post"]
+    # A create names what it needs; updates (merge patches) take every field as optional.
     assert post["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "ProductCreate"
+    )
+    assert doc["components"]["schemas"]["ProductCreate"]["required"] == ["title"]
+    patch = doc["paths"]["/api/v1/pim/products/{entity_id}"]["patch"]
+    assert patch["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(
         "ProductInput"
     )
-    assert "ProductInput" in doc["components"]["schemas"]
+    assert not doc["components"]["schemas"]["ProductInput"].get("required")
+    # Every list documents its paging; headers are plain strings a client can pass as is.
+    listing = doc["paths"]["/api/v1/pim/products"]["get"]["parameters"]
+    assert {"limit", "cursor", "status", "category", "q"} <= {p["name"] for p in listing}
+    tenant_header = next(p for p in listing if p["name"] == "X-Tenant-ID")
+    assert tenant_header["schema"]["type"] == "string"
+    assert "format" not in tenant_header["schema"]
     params = {p["name"] for p in post["parameters"]}
     assert {"X-Tenant-ID", "X-Org-ID", "Idempotency-Key"} <= params
     assert {"201", "400", "401", "403", "409", "413", "415", "422"} <= set(post["responses"])
