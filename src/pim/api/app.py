@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+from typing import Any
 
-from litestar import Litestar, Router
+from litestar import Litestar, Request, Response, Router
 from litestar.middleware import DefineMiddleware
+from litestar.routes import HTTPRoute
 
 from pim.api.audit import AuditController
 from pim.api.bodies import MAX_BODY_BYTES
@@ -24,6 +27,25 @@ from pim.api.webhooks import WebhookController
 from pim.services import Services
 
 log = logging.getLogger(__name__)
+
+
+@functools.cache
+def _allowed_methods(app: Litestar) -> dict[str, str]:
+    """Path template -> the Allow header of its OPTIONS answer."""
+    return {
+        route.path_format: ", ".join(sorted(route.methods))
+        for route in app.routes
+        if isinstance(route, HTTPRoute)
+    }
+
+
+async def answer_options(request: Request[Any, Any, Any]) -> Response[None] | None:
+    """OPTIONS lists every method of the path. (litestar's own OPTIONS handler keeps the
+    methods of the first handler registered on a path when several handlers share it.)"""
+    if request.method != "OPTIONS":
+        return None
+    methods = _allowed_methods(request.app).get(request.scope.get("path_template", ""))
+    return Response(None, status_code=204, headers={"Allow": methods or "OPTIONS"})
 
 
 def create_app(services: Services) -> Litestar:
@@ -56,6 +78,7 @@ def create_app(services: Services) -> Litestar:
             DefineMiddleware(IdempotencyMiddleware),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
+        before_request=answer_options,
         on_startup=[open_read_side],
         on_shutdown=[close_read_side],
         openapi_config=openapi_config(),
