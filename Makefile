@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
 
-.PHONY: help install run test lint bench clean
+.PHONY: help install run test lint bench docs-check clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -30,6 +30,11 @@ lint: install ## ruff + mypy --strict
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy --strict src
+
+docs-check: install ## Render the API reference in headless Chromium (installs it with apt if missing)
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || command -v google-chrome >/dev/null \
+		|| (apt-get install -y -q chromium >/dev/null || (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null))
+	PIM_REQUIRE_BROWSER=1 $(BIN)/pytest -q tests/test_docs_page.py
 
 bench: install ## Benchmark a running service against raw baselines -> bench/results.json
 	$(BIN)/python -m bench.run

@@ -19,7 +19,7 @@ from pim.api.idempotency import IdempotencyMiddleware
 from pim.api.identity import IdentityMiddleware
 from pim.api.insights import InsightsController
 from pim.api.jobs import JobsController
-from pim.api.openapi import openapi_config
+from pim.api.openapi import docs_assets, openapi_config
 from pim.api.problems import EXCEPTION_HANDLERS
 from pim.api.reads import ReadSide
 from pim.api.resources import routers
@@ -72,7 +72,7 @@ def create_app(services: Services) -> Litestar:
         ],
     )
     app = Litestar(
-        route_handlers=[api, HealthController],
+        route_handlers=[api, HealthController, docs_assets()],
         middleware=[
             DefineMiddleware(IdentityMiddleware, verifier=services.verifier),
             DefineMiddleware(IdempotencyMiddleware),

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import msgspec
-from litestar import Request
+from litestar import Request, Router
+from litestar.datastructures import CacheControlHeader
+from litestar.enums import MediaType
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.openapi.plugins import JsonRenderPlugin, ScalarRenderPlugin
+from litestar.openapi.plugins import JsonRenderPlugin, OpenAPIRenderPlugin, YamlRenderPlugin
 from litestar.openapi.spec import (
     Components,
     OpenAPIMediaType,
@@ -21,6 +24,7 @@ from litestar.openapi.spec import (
     RequestBody,
     SecurityScheme,
 )
+from litestar.static_files import create_static_files_router
 
 from pim.api.parameters import QUERY_PARAMETERS, UUID_PATTERN, singular
 from pim.api.problems import PROBLEM_MEDIA_TYPE, Problem
@@ -281,13 +285,71 @@ class CompletedJsonRenderPlugin(JsonRenderPlugin):
         return self.render_json(request, complete(openapi_schema))
 
 
+class CompletedYamlRenderPlugin(YamlRenderPlugin):
+    def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
+        return super().render(request, complete(openapi_schema))
+
+
+# The interactive reference's assets ship with the service (no CDN): see static/.../VERSION.txt.
+SWAGGER_UI_DIR = Path(__file__).parent / "static" / "swagger-ui"
+ASSETS_PATH = "/schema/assets"
+
+
+class ReferencePage(OpenAPIRenderPlugin):
+    """The interactive API reference (Swagger UI): the completed document, read from
+    /schema/openapi.json, rendered with assets this service ships."""
+
+    def __init__(self) -> None:
+        super().__init__(path="/", media_type=MediaType.HTML)
+
+    def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
+        return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>PIM API reference</title>
+  <link rel="icon" href="data:,">
+  <link rel="stylesheet" href="{ASSETS_PATH}/swagger-ui.css">
+</head>
+<body>
+  <div id="swagger-ui"></div>
+  <script src="{ASSETS_PATH}/swagger-ui-bundle.js"></script>
+  <script src="{ASSETS_PATH}/swagger-ui-standalone-preset.js"></script>
+  <script>
+    window.ui = SwaggerUIBundle({{
+      url: "/schema/openapi.json",
+      dom_id: "#swagger-ui",
+      deepLinking: true,
+      presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset],
+      layout: "StandaloneLayout",
+    }});
+  </script>
+</body>
+</html>
+""".encode()
+
+
+def docs_assets() -> Router:
+    """The static files of the interactive reference, public like the document itself."""
+    return create_static_files_router(
+        path=ASSETS_PATH,
+        directories=[SWAGGER_UI_DIR],
+        include_in_schema=False,
+        cache_control=CacheControlHeader(max_age=86400),
+    )
+
+
 def openapi_config() -> OpenAPIConfig:
     return OpenAPIConfig(
         title="PIM API",
         version="1.0.0",
         description="Multi-tenant, event-sourced Product Information Management API.",
         path="/schema",
-        render_plugins=[ScalarRenderPlugin(path="/"), CompletedJsonRenderPlugin()],
+        render_plugins=[
+            ReferencePage(),
+            CompletedJsonRenderPlugin(),
+            CompletedYamlRenderPlugin(),
+        ],
         components=Components(
             security_schemes={
                 "bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")
