@@ -259,3 +259,18 @@ def test_pim_serve_with_several_api_workers_is_still_the_whole_service(
     finally:
         service.stop()
     assert "Traceback" not in service.log()
+
+
+def test_options_lists_every_method_of_a_path(tenant: Tenant) -> None:
+    product = tenant.create_product()
+    expected = {
+        "/products": "GET, OPTIONS, POST",
+        f"/products/{product['id']}": "DELETE, GET, OPTIONS, PATCH, PUT",
+        f"/products/{product['id']}/variants": "GET, OPTIONS, POST",
+        "/bulk-jobs": "GET, OPTIONS, POST",
+        "/webhooks": "GET, OPTIONS, POST",
+    }
+    for path, allow in expected.items():
+        response = tenant.request("OPTIONS", path)
+        assert response.status_code == 204, (path, response.text)
+        assert response.headers["allow"] == allow, path

@@ -1,12 +1,14 @@
 """Every resource has one shape: the JSON PostgreSQL renders for reads and lists, the answer a
 write renders from the aggregate, and the OpenAPI model clients generate code from all have
-exactly the same fields (and the write answers the same values as the read after it)."""
+exactly the same fields in the same order (and the write answers the same values as the
+read after it)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import httpx
+import msgspec
 
 from pim.domain.registry import RESOURCE_TYPES
 from tests.conftest import Service, Tenant
@@ -76,9 +78,16 @@ def test_every_resource_renders_exactly_its_openapi_model(service: Service, tena
         assert set(read.json()) == fields, resource.entity_type
         assert set(answer) == fields, resource.entity_type
         assert read.json() == answer, f"{resource.entity_type}: the write answered another body"
+        # id first, the resource's own fields, then version and timestamps, in both bodies;
+        # rendered compactly like every other body (no spaces around ':' or after ',').
+        assert list(read.json()) == list(answer), resource.entity_type
+        assert next(iter(answer)) == "id"
+        assert list(answer)[-3:] == ["version", "created_at", "updated_at"]
+        assert read.content == msgspec.json.encode(read.json()), read.content
 
         collection = item_path.rsplit("/", 1)[0]
         listed = tenant.get(collection)
         assert listed.status_code == 200, listed.text
+        assert listed.content == msgspec.json.encode(listed.json())
         for item in listed.json():
-            assert set(item) == fields, resource.entity_type
+            assert list(item) == list(answer) or set(item) == fields, resource.entity_type

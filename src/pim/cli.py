@@ -169,11 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the whole service (API + projections)")
-    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument(
+        "--workers", type=int, default=1, help="API processes (an integer, default 1)"
+    )
     serve.set_defaults(func=cmd_serve)
 
     api = sub.add_parser("api", help="run the HTTP API only")
-    api.add_argument("--workers", type=int, default=1)
+    api.add_argument("--workers", type=int, default=1, help="API processes (an integer, default 1)")
     api.set_defaults(func=cmd_api)
 
     worker = sub.add_parser("worker", help="run job and webhook workers (dramatiq on Redis)")
@@ -206,20 +208,39 @@ def build_parser() -> argparse.ArgumentParser:
     pverify.set_defaults(func=cmd_projections_verify)
 
     token = sub.add_parser("token", help="print a token for local use")
-    token.add_argument("--tenant", required=True, type=_uuid)
-    token.add_argument("--org", required=True, type=_uuid, action="append")
-    token.add_argument("--scope", action="append", choices=[SCOPE_READ, SCOPE_WRITE])
-    token.add_argument("--sub", default="local-user")
-    token.add_argument("--email")
+    token.add_argument("--tenant", required=True, type=_uuid, help="the tenant's UUID")
+    token.add_argument(
+        "--org",
+        required=True,
+        type=_uuid,
+        action="append",
+        help="an organization's UUID (repeat for several)",
+    )
+    token.add_argument(
+        "--scope",
+        action="append",
+        choices=[SCOPE_READ, SCOPE_WRITE],
+        help="a scope to grant (repeat; default: both)",
+    )
+    token.add_argument("--sub", default="local-user", help="the subject (default local-user)")
+    token.add_argument("--email", help="the actor's email, shown in audit entries")
     token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
     token.set_defaults(func=cmd_token)
 
     audit = sub.add_parser("audit", help="audit and compliance")
     asub = audit.add_subparsers(dest="action", required=True)
     replay = asub.add_parser("replay", help="stream a tenant's events as NDJSON")
-    replay.add_argument("--tenant", required=True, type=_uuid)
-    replay.add_argument("--since", type=_datetime)
-    replay.add_argument("--until", type=_datetime)
+    replay.add_argument("--tenant", required=True, type=_uuid, help="the tenant's UUID")
+    replay.add_argument(
+        "--since",
+        type=_datetime,
+        help="first time included, RFC 3339 with a zone, e.g. 2026-01-01T00:00:00Z",
+    )
+    replay.add_argument(
+        "--until",
+        type=_datetime,
+        help="first time excluded, RFC 3339 with a zone, e.g. 2026-02-01T00:00:00+01:00",
+    )
     replay.set_defaults(func=cmd_audit_replay)
     return parser
 
@@ -232,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     # pgserver logs every command it runs (and their output) at INFO.
     logging.getLogger("pgserver").setLevel(logging.WARNING)
+    if level != "DEBUG":  # dramatiq announces each worker's start and stop at INFO
+        logging.getLogger("dramatiq").setLevel(logging.WARNING)
     # pgserver asks platformdirs for a runtime directory, which warns where there is none.
     warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
     # Background processes of `pim serve` run at a lower CPU priority than its API.

@@ -53,6 +53,13 @@ class _Server(uvicorn.Server):
         self.on_stop()
         super().handle_exit(sig, frame)
 
+    async def startup(self, sockets: Any = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            host = "127.0.0.1" if self.config.host in ("0.0.0.0", "::") else self.config.host  # noqa: S104
+            url = f"http://{host}:{self.config.port}"
+            log.info("API on %s, reference at %s/schema", url, url)
+
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         if threading.current_thread() is not threading.main_thread():
@@ -79,6 +86,10 @@ def _uvicorn_config(app: Any, settings: Settings, **extra: Any) -> uvicorn.Confi
         timeout_graceful_shutdown=API_GRACE_S,
         **extra,
     )
+    if settings.log_level != "debug":
+        # One line says where the API is (see _Server.startup); uvicorn's own start-up
+        # lines are debug detail. Its warnings and errors still show.
+        logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
     if settings.access_log:
         # Requests are logged whatever the level of other logs (paths only: no headers).
         logging.getLogger("uvicorn.access").setLevel(logging.INFO)
@@ -302,6 +313,7 @@ def run_worker(settings: Settings, *, threads: int = 4, processes: int | None = 
         services.jobs_projector.start_background(services.database_url)
         worker = start_main(services, threads=threads)
         count = resolved.job_processes if processes is None else processes
+        log.info("worker started: %d job processes, dispatcher, sweeper, webhooks", count)
         jobs = [ChildProcess(resolved, "worker", "--job-process") for _ in range(count)]
         try:
             for child in jobs:
@@ -356,6 +368,8 @@ def serve_workers(settings: Settings, workers: int, *, whole_service: bool = Fal
         children = background_children(resolved) if whole_service else []
         for child in children:
             child.start()
+        url = f"http://{resolved.host}:{resolved.port}"
+        log.info("API on %s (%d processes), reference at %s/schema", url, workers, url)
         try:
             uvicorn.run(
                 "pim.server:asgi_from_env",
@@ -395,6 +409,7 @@ def run_projections(settings: Settings) -> None:
         if services is None:
             return
         running.append(services)
+        log.info("projection runner started")
         try:
             if not stop.is_set():
                 services.projector.run_forever(services.database_url)

@@ -84,6 +84,8 @@ def create_app(services: Services) -> Litestar:
         openapi_config=openapi_config(),
         request_max_body_size=MAX_BODY_BYTES,
         debug=False,
+        # Logging is configured once per process by the CLI (one format for every line).
+        logging_config=None,
     )
     app.state.services = services
     return app

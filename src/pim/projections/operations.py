@@ -219,7 +219,6 @@ def _fill(services: Services, projector: TenantProjector, label: str, show_progr
         total=total,
         unit="ev",
         desc=label,
-        unit_scale=True,
         disable=not show_progress,
         dynamic_ncols=True,
     ) as bar:

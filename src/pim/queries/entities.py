@@ -11,24 +11,29 @@ import msgspec
 from psycopg import AsyncConnection, sql
 from psycopg_pool import AsyncConnectionPool
 
-from pim.domain.resource import ListFilter, ResourceType
+from pim.domain.resource import ListFilter, ResourceType, response_fields
 from pim.queries.pages import (
     CreatedKey,
     InvalidQuery,
     Rendered,
+    compact,
     json_array,
     keyset_page,
-    rfc3339_sql,
+    view_json,
 )
 
-# One item as JSON text: its fields plus the resource metadata.
-ENTITY_JSON = sql.SQL(
-    "(doc || jsonb_build_object('id', id, 'version', version, 'created_at', "
-    + rfc3339_sql("created_at")
-    + ", 'updated_at', "
-    + rfc3339_sql("updated_at")
-    + "))::text"
-)
+
+def entity_json(resource: ResourceType) -> sql.Composable:
+    """One item as JSON text: its view's fields, in its order, from the row's document
+    (the metadata from its columns)."""
+
+    def value_of(name: str) -> sql.Composable:
+        if name in ("id", "version"):
+            return sql.Identifier(name)
+        return sql.SQL("doc -> {}").format(sql.Literal(name))
+
+    return view_json(response_fields(resource.view), value_of)
+
 
 # A list filter: parses one query parameter into a SQL condition and its parameter.
 Filter = Callable[[str], tuple[sql.Composable, Any]]
@@ -57,6 +62,7 @@ class EntityQueries:
         self.filters = {f.name: filter_sql(f) for f in resource.filters}
         self.by_sort_order = resource.ordered
         self.table = sql.Identifier(table)
+        self.json = entity_json(resource)
 
     async def get_json(self, tenant_id: str, entity_id: UUID) -> Rendered | None:
         async with self.pool.connection() as conn:
@@ -64,14 +70,14 @@ class EntityQueries:
                 sql.SQL(
                     "SELECT {}, version, product_id FROM {}"
                     " WHERE tenant_id = %s AND id = %s AND entity_type = %s"
-                ).format(ENTITY_JSON, self.table),
+                ).format(self.json, self.table),
                 (tenant_id, entity_id, self.entity_type),
                 prepare=True,
             )
             row = await cur.fetchone()
         if row is None:
             return None
-        return Rendered(row[0].encode(), row[1], str(row[2]) if row[2] else None)
+        return Rendered(compact(row[0].encode()), row[1], str(row[2]) if row[2] else None)
 
     async def list(
         self,
@@ -94,7 +100,7 @@ class EntityQueries:
                 args.append(value)
         rows, next_cursor = await keyset_page(
             self.pool,
-            ENTITY_JSON,
+            self.json,
             self.table,
             where,
             args,
@@ -103,7 +109,7 @@ class EntityQueries:
             cursor=cursor,
         )
         # PostgreSQL renders each item as JSON: no per-row decoding and re-encoding here.
-        page = json_array([r[0].encode() for r in rows])
+        page = compact(json_array([r[0].encode() for r in rows]))
         return page, next_cursor
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
@@ -120,6 +120,26 @@ async def keyset_page(
     page = [tuple(row[:-n]) for row in rows[:limit]]
     more = encode_cursor(key(*rows[limit - 1][-n:])) if len(rows) > limit else None
     return page, more
+
+
+def view_json(fields: Sequence[str], value_of: Callable[[str], sql.Composable]) -> sql.Composable:
+    """SQL rendering one row as a JSON object with exactly ``fields``, in that order (a
+    view's response fields); ``value_of`` gives each field's SQL expression. Timestamps are
+    rendered as the API's encoder does. (PostgreSQL puts spaces around ':'; the HTTP layer
+    compacts bodies, see ``compact``.)"""
+    parts: list[sql.Composable] = []
+    for name in fields:
+        value = (
+            sql.SQL(rfc3339_sql(name)) if name in ("created_at", "updated_at") else value_of(name)
+        )
+        parts.append(sql.SQL("{}, {}").format(sql.Literal(name), value))
+    return sql.SQL("json_build_object({})::text").format(sql.SQL(", ").join(parts))
+
+
+def compact(body: bytes) -> bytes:
+    """JSON text without insignificant whitespace, keys in their order: every body the API
+    sends looks the same, whoever rendered it."""
+    return msgspec.json.format(body, indent=-1)
 
 
 def json_array(items: list[bytes]) -> bytes:

@@ -18,27 +18,14 @@ from pim.queries.pages import (
     CreatedKey,
     InvalidQuery,
     Rendered,
+    compact,
     json_array,
     keyset_page,
-    rfc3339_sql,
+    view_json,
 )
 
-
-def _product_json() -> sql.Composable:
-    """One product as JSON text: ProductView's fields, in its order, rendered by PostgreSQL
-    from the products view's columns (timestamps as RFC 3339 UTC)."""
-    parts: list[sql.Composable] = []
-    for name in response_fields(ProductView):
-        value = (
-            sql.SQL(rfc3339_sql(name))
-            if name in ("created_at", "updated_at")
-            else sql.Identifier(name)
-        )
-        parts.append(sql.SQL("{}, {}").format(sql.Literal(name), value))
-    return sql.SQL("json_build_object({})::text").format(sql.SQL(", ").join(parts))
-
-
-PRODUCT_JSON = _product_json()
+# One product as JSON text: ProductView's fields, in its order, from the view's columns.
+PRODUCT_JSON = view_json(response_fields(ProductView), lambda name: sql.Identifier(name))
 
 
 def _uuid_param(name: str, value: str) -> UUID:
@@ -136,7 +123,7 @@ class ProductQueries:
                 prepare=True,
             )
             row = await cur.fetchone()
-        return Rendered(row[0].encode(), row[1]) if row else None
+        return Rendered(compact(row[0].encode()), row[1]) if row else None
 
     async def list(
         self,
@@ -161,5 +148,5 @@ class ProductQueries:
             alias="p",
         )
         # PostgreSQL renders each product as JSON: no per-column parsing in Python.
-        page = json_array([r[0].encode() for r in rows])
+        page = compact(json_array([r[0].encode() for r in rows]))
         return page, next_cursor
