@@ -69,7 +69,7 @@ def test_pim_serve_alone_starts_embedded_postgres_and_redis_and_keeps_data(tmp_p
     data_dir = tmp_path / "pim-data"
     env = {
         "PIM_DATA_DIR": str(data_dir),
-        "PIM_LOG_LEVEL": "warning",
+        "PIM_LOG_LEVEL": "info",
         "PIM_DATABASE_URL": "",
         "PIM_REDIS_URL": "",
         "PIM_JWT_SECRET": "",
@@ -85,6 +85,27 @@ def test_pim_serve_alone_starts_embedded_postgres_and_redis_and_keeps_data(tmp_p
             text=True,
             check=True,
         ).stdout.strip()
+        # A command beside the service says it joined the servers, not that it started them.
+        joined = subprocess.run(
+            [PIM, "projections", "status"],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stderr
+        assert "embedded PostgreSQL joined (already running)" in joined, joined
+        # The start is one line per component, the API's with where its reference is.
+        _wait_until(lambda: "worker started" in service.log(), timeout=30)
+        start = service.log()
+        for line in (
+            "embedded PostgreSQL started in",
+            "embedded Redis started in",
+            f"API on {service.base_url}, reference at {service.base_url}/schema",
+            "projection runner started",
+            "worker started",
+        ):
+            assert line in start, start
+        assert "Uvicorn running" not in start and len(start.splitlines()) <= 8, start
         headers = {"Authorization": f"Bearer {token}", "X-Tenant-ID": tenant_id, "X-Org-ID": org_id}
         created = httpx.post(
             f"{service.base_url}/api/v1/pim/products", headers=headers, json={"title": "Embedded"}
