@@ -6,7 +6,7 @@ import msgspec
 from litestar import Controller, Response, get
 
 from pim.api.http import AnyRequest, context_of, next_link, query_params, reads_of
-from pim.api.openapi import READ_RESPONSES
+from pim.api.openapi import read_operation
 from pim.queries.audit import AuditEntry, AuditFilters
 from pim.queries.pages import InvalidQuery, decode_cursor, encode_cursor, parse_limit
 
@@ -28,12 +28,7 @@ class AuditController(Controller):
     path = "/audit"
     tags = ["Audit"]
 
-    @get(
-        "/",
-        responses=READ_RESPONSES,
-        summary="The tenant's events, newest first",
-        operation_id="listAuditEntries",
-    )
+    @get("/", **read_operation("listAuditEntries", "The tenant's events, newest first"))
     async def list_audit(self, request: AnyRequest) -> Response[list[AuditEntry]]:
         ctx = context_of(request)
         params = query_params(request)

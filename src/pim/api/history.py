@@ -21,7 +21,7 @@ from pim.api.http import (
     respond_outcome,
     services_of,
 )
-from pim.api.openapi import READ_RESPONSES, WRITE_RESPONSES, body_of
+from pim.api.openapi import WRITE_RESPONSES, body_of, read_operation
 from pim.commands.messages import RevertProduct
 from pim.domain.errors import NotFound
 from pim.domain.product import ProductView, RevertInput
@@ -36,9 +36,7 @@ class ProductHistoryController(Controller):
 
     @get(
         "/history",
-        responses=READ_RESPONSES,
-        summary="Every version of a product, oldest first",
-        operation_id="getProductHistory",
+        **read_operation("getProductHistory", "Every version of a product, oldest first"),
     )
     async def history(self, request: AnyRequest, product_id: str) -> list[HistoryEntry]:
         ctx = context_of(request)
@@ -78,12 +76,7 @@ class ChangeFeedController(Controller):
     path = "/events"
     tags = ["Change feed"]
 
-    @get(
-        "/",
-        responses=READ_RESPONSES,
-        summary="The tenant's events, oldest first",
-        operation_id="listEvents",
-    )
+    @get("/", **read_operation("listEvents", "The tenant's events, oldest first"))
     async def events(self, request: AnyRequest) -> Response[list[AuditEntry]]:
         ctx = context_of(request)
         params = query_params(request)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from litestar import Controller, Response, get
 
 from pim.api.http import AnyRequest, context_of, next_link, query_params, reads_of
-from pim.api.openapi import READ_RESPONSES
+from pim.api.openapi import read_operation
 from pim.queries.insights import Stats, ValidationIssue
 from pim.queries.pages import parse_limit
 
@@ -14,20 +14,13 @@ class InsightsController(Controller):
     path = "/"
     tags = ["Insights"]
 
-    @get(
-        "/stats",
-        responses=READ_RESPONSES,
-        summary="Exact catalog counts (constant time)",
-        operation_id="getStats",
-    )
+    @get("/stats", **read_operation("getStats", "Exact catalog counts (constant time)"))
     async def stats(self, request: AnyRequest) -> Stats:
         return await reads_of(request).insights.stats(context_of(request).tenant_id)
 
     @get(
         "/validation",
-        responses=READ_RESPONSES,
-        summary="Live validation issues, oldest first",
-        operation_id="listValidationIssues",
+        **read_operation("listValidationIssues", "Live validation issues, oldest first"),
     )
     async def validation(self, request: AnyRequest) -> Response[list[ValidationIssue]]:
         params = query_params(request)

@@ -87,6 +87,13 @@ def _header(name: str, schema: dict[str, Any], description: str, *, required: bo
 
 # Plain strings (a pattern, no "format: uuid"): a generated client passes them as they are.
 _UUID_STRING = {"type": "string", "pattern": UUID_PATTERN}
+
+
+def read_operation(operation_id: str, summary: str) -> dict[str, Any]:
+    """The OpenAPI arguments of a read route: its id, summary and documented problems."""
+    return {"operation_id": operation_id, "summary": summary, "responses": READ_RESPONSES}
+
+
 _IDENTITY_PARAMETERS = [
     _header(
         "X-Tenant-ID", _UUID_STRING, "The tenant (must equal the token's tenant_id)", required=True
