@@ -60,3 +60,38 @@ def test_a_batch_loaded_ahead_is_redone_when_an_item_changed_meanwhile(
         assert variant.version == 3  # created, repriced by hand, multiplied once
     finally:
         services.close()
+
+
+def test_a_batch_loads_what_its_commands_read_in_a_few_queries_not_one_per_item(
+    make_database: Any, tmp_path: Path
+) -> None:
+    """A bulk update of 50 products loads them (and what a product update reads: its children
+    list) up front; applying the batch makes no further query per item."""
+    settings = Settings.from_env(
+        {"PIM_DATABASE_URL": make_database(), "PIM_DATA_DIR": str(tmp_path / "data")}
+    )
+    services = build_services(settings)
+    try:
+        store, bus = services.store, services.bus
+        actor = Actor(str(uuid.uuid4()), str(uuid.uuid4()), "tester", None, "req-1")
+        ids = [str(uuid.uuid4()) for _ in range(50)]
+        for product_id in ids:
+            bus.handle(CreateEntity(actor, "product", {"title": "Lamp"}, entity_id=product_id))
+        payload = msgspec.convert({"product_ids": ids, "set": {"status": "ARCHIVED"}},
+                                  BulkUpdatePayload)  # fmt: skip
+        work = bulk.update_items(actor, str(uuid.uuid4()), payload, ids)
+        calls: list[int] = []
+        load_many = store.load_many
+
+        def counting(full_ids: Any, **kwargs: Any) -> Any:
+            calls.append(len(full_ids))
+            return load_many(full_ids, **kwargs)
+
+        store.load_many = counting  # type: ignore[method-assign]
+        prepared = bulk.prepare_batch(bus, actor, work, 0, len(ids))
+        assert len(calls) <= 2, calls
+        bulk.apply_batch(bus, actor, str(uuid.uuid4()), work, 0, len(ids), dry_run=False,
+                         prepared=prepared)  # fmt: skip
+        assert len(calls) <= 3, calls
+    finally:
+        services.close()

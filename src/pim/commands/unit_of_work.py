@@ -46,6 +46,8 @@ class UnitOfWork:
     def prefetch(self, full_ids: list[str]) -> None:
         """Load many aggregates in one query, so a batch does not pay a round trip each."""
         wanted = [i for i in dict.fromkeys(full_ids) if i not in self._loaded]
+        if not wanted:  # all loaded already: no round trip
+            return
         found = self.store.load_many(wanted)
         for full_id in wanted:
             self._loaded[full_id] = found.get(full_id)

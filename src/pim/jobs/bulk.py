@@ -100,9 +100,10 @@ class BulkItems:
 
 
 def prefetch_products(batch: CommandBatch, product_ids: Sequence[str], *, variants: bool) -> None:
-    """Products, then (optionally) their children lists and variants."""
+    """Products and their children lists (what a command on a product loads: without them
+    each command of the batch would load its own), then (optionally) their variants."""
     keys = [batch.entity_key(p) for p in product_ids]
-    batch.prefetch(keys + [batch.children_key(p) for p in product_ids] if variants else keys)
+    batch.prefetch(keys + [batch.children_key(p) for p in product_ids])
     if variants:
         variant_ids: list[str] = []
         for product_id in product_ids:
