@@ -10,7 +10,13 @@ from msgspec import UNSET, UnsetType
 from pim.domain.entity import Current, Entity, Fields, Values
 from pim.domain.policy import Policy, Workspace
 from pim.domain.resource import ResourceInput, ResourceType, ResourceView
-from pim.domain.rules import FieldErrors, http_url, name_field, optional_text_field
+from pim.domain.rules import (
+    FieldErrors,
+    http_url,
+    name_field,
+    optional_field,
+    optional_text_field,
+)
 
 
 def brand_name_key(name: str) -> str:
@@ -26,9 +32,7 @@ class Brand(Entity):
     def check(cls, values: Values, out: Fields, errors: FieldErrors, current: Current) -> None:
         name_field(errors, values, out, current=current)
         optional_text_field(errors, values, out, "description")
-        if "logo_url" in values:
-            value = values["logo_url"]
-            out["logo_url"] = None if value is None else http_url(errors, "logo_url", value)
+        optional_field(errors, values, out, "logo_url", http_url)
 
 
 class BrandInput(ResourceInput, kw_only=True):

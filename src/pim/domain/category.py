@@ -15,6 +15,7 @@ from pim.domain.resource import ListFilter, ResourceInput, ResourceType, Resourc
 from pim.domain.rules import (
     FieldErrors,
     name_field,
+    optional_field,
     optional_text_field,
     reference,
     slug,
@@ -42,9 +43,7 @@ class Category(Entity):
             else:
                 errors.add("slug", "required", "give a slug: none can be derived from the name")
         optional_text_field(errors, values, out, "description")
-        if "parent_id" in values:
-            value = values["parent_id"]
-            out["parent_id"] = None if value is None else reference(errors, "parent_id", value)
+        optional_field(errors, values, out, "parent_id", reference)
 
 
 class CategoryInput(ResourceInput, kw_only=True):

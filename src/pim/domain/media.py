@@ -12,7 +12,13 @@ from pim.domain.entity import Current, Entity, Fields, Values
 from pim.domain.policy import Policy, Workspace, changed
 from pim.domain.product import Product
 from pim.domain.resource import ListFilter, ResourceInput, ResourceType, ResourceView
-from pim.domain.rules import FieldErrors, http_url, reference, text
+from pim.domain.rules import (
+    FieldErrors,
+    http_url,
+    optional_field,
+    optional_text_field,
+    reference,
+)
 from pim.domain.variant import Variant
 
 ALT_TEXT_MAX = 1_000
@@ -38,14 +44,8 @@ class Media(Entity):
         elif current is None:
             errors.add("url", "required", "is required")
         for field in ("product_id", "variant_id"):
-            if field in values:
-                value = values[field]
-                out[field] = None if value is None else reference(errors, field, value)
-        if "alt_text" in values:
-            value = values["alt_text"]
-            out["alt_text"] = (
-                None if value is None else text(errors, "alt_text", value, max_length=ALT_TEXT_MAX)
-            )
+            optional_field(errors, values, out, field, reference)
+        optional_text_field(errors, values, out, "alt_text", max_length=ALT_TEXT_MAX)
         if "sort_order" in values:
             value = values["sort_order"]
             low, high = SORT_ORDER_RANGE

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 from uuid import UUID
@@ -168,6 +168,19 @@ def name_field(
         errors.add("name", "required", "is required")
 
 
+def optional_field(
+    errors: FieldErrors,
+    values: Mapping[str, Any],
+    out: dict[str, Any],
+    field: str,
+    parse: Callable[[FieldErrors, str, Any], Any],
+) -> None:
+    """An optional field, when sent: null clears it, anything else is ``parse``d."""
+    if field in values:
+        value = values[field]
+        out[field] = None if value is None else parse(errors, field, value)
+
+
 def optional_text_field(
     errors: FieldErrors,
     values: Mapping[str, Any],
@@ -177,6 +190,4 @@ def optional_text_field(
     max_length: int = DESCRIPTION_MAX,
 ) -> None:
     """An optional text field: null clears it."""
-    if field in values:
-        value = values[field]
-        out[field] = None if value is None else text(errors, field, value, max_length=max_length)
+    optional_field(errors, values, out, field, lambda e, f, v: text(e, f, v, max_length=max_length))
