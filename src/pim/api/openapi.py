@@ -165,9 +165,9 @@ def _components(doc: dict[str, Any]) -> dict[str, Any]:
         ref_template="#/components/schemas/{name}",
     )
     schemas.update(request_schemas)
-    for schema in schemas.values():
+    for schema in request_schemas.values():
         for name, prop in schema.get("properties", {}).items():
-            if (name in _READ_ONLY and prop in ({}, {"default": None})) or prop == {}:
+            if prop == {}:  # typed Any: metadata a body may carry back as read (ignored)
                 schema["properties"][name] = {**_READ_ONLY.get(name, {}), "readOnly": True}
     # A job's payload: one schema per kind (the kind is the sibling "type").
     bulk = schemas.get(BulkJobInput.__name__)
@@ -213,7 +213,7 @@ def _components(doc: dict[str, Any]) -> dict[str, Any]:
     return schemas
 
 
-def _operation(path: str, method: str, operation: dict[str, Any]) -> None:
+def _operation(path: str, method: str, operation: dict[str, Any], schemas: dict[str, Any]) -> None:
     op_id = operation.get("operationId", "")
     params = operation.setdefault("parameters", [])
     params.extend(copy.deepcopy(QUERY_PARAMETERS.get(op_id, [])))
@@ -264,37 +264,47 @@ def _operation(path: str, method: str, operation: dict[str, Any]) -> None:
                     PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}
                 },
             }
-    create = f"{operation.get('operationId', '')[len('create') :]}Create"
-    body = operation.get("requestBody", {}).get("content", {}).get("application/json", {})
-    if op_id.startswith("create") and create in _CREATE_SCHEMAS:
+    create = f"{op_id.removeprefix('create')}Create"
+    if op_id.startswith("create") and create in schemas:
+        body = operation["requestBody"]["content"]["application/json"]
         body["schema"] = {"$ref": f"#/components/schemas/{create}"}
-
-
-_CREATE_SCHEMAS: set[str] = set()
 
 
 def complete(schema: dict[str, Any]) -> dict[str, Any]:
     """The document litestar generated, completed with what it cannot see (see above)."""
     doc = copy.deepcopy(schema)
     schemas = _components(doc)
-    _CREATE_SCHEMAS.update(name for name in schemas if name.endswith("Create"))
     for path, item in doc.get("paths", {}).items():
         if not path.startswith(API_PREFIX):
             continue
         for method, operation in item.items():
             if isinstance(operation, dict) and method != "parameters":
-                _operation(path, method, operation)
+                _operation(path, method, operation, schemas)
     return doc
+
+
+# The document litestar generates is built once per app; so is its completion. (source, done)
+_completed: list[tuple[dict[str, Any], dict[str, Any]]] = []
+
+
+def completed(schema: dict[str, Any]) -> dict[str, Any]:
+    """``complete(schema)``, computed once for the app's document, not on every request."""
+    for source, done in _completed:
+        if source is schema:
+            return done
+    done = complete(schema)
+    _completed[:] = [(schema, done)]
+    return done
 
 
 class CompletedJsonRenderPlugin(JsonRenderPlugin):
     def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
-        return self.render_json(request, complete(openapi_schema))
+        return self.render_json(request, completed(openapi_schema))
 
 
 class CompletedYamlRenderPlugin(YamlRenderPlugin):
     def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
-        return super().render(request, complete(openapi_schema))
+        return super().render(request, completed(openapi_schema))
 
 
 # The interactive reference's assets ship with the service (no CDN): see static/.../VERSION.txt.
