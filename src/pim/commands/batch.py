@@ -7,6 +7,7 @@ the batch and runs it again without that command (jobs/bulk.py does)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from pim.commands.handlers import apply, prefetch_for
@@ -15,6 +16,7 @@ from pim.commands.unit_of_work import UnitOfWork
 from pim.domain.context import Actor
 from pim.domain.entity import Entity
 from pim.domain.indexes import Children
+from pim.domain.registry import RESOURCE_BY_TYPE
 from pim.eventstore import EventStore
 
 TEntity = TypeVar("TEntity", bound=Entity)
@@ -30,6 +32,11 @@ class CommandBatch:
     def prefetch(self, full_ids: list[str]) -> None:
         """Load many aggregates in one query before the commands that read them."""
         self._uow.prefetch(full_ids)
+
+    def prefetch_for(self, entity_type: str, entity_ids: Sequence[str]) -> None:
+        """Load in one query what commands on these entities read (their policy says)."""
+        policy = RESOURCE_BY_TYPE[entity_type].policy
+        self._uow.prefetch([key for i in entity_ids for key in policy.loads(self._uow, i)])
 
     def entity_key(self, entity_id: str) -> str:
         return self._uow.entity_key(entity_id)

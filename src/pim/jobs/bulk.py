@@ -100,10 +100,9 @@ class BulkItems:
 
 
 def prefetch_products(batch: CommandBatch, product_ids: Sequence[str], *, variants: bool) -> None:
-    """Products and their children lists (what a command on a product loads: without them
-    each command of the batch would load its own), then (optionally) their variants."""
-    keys = [batch.entity_key(p) for p in product_ids]
-    batch.prefetch(keys + [batch.children_key(p) for p in product_ids])
+    """What commands on these products read (without it each command of the batch would
+    load its own), then (optionally) their variants."""
+    batch.prefetch_for(Product.entity_type, product_ids)
     if variants:
         variant_ids: list[str] = []
         for product_id in product_ids:
